@@ -1,0 +1,164 @@
+"""The trained system as one object: both classifiers, thresholds, the article roll-up and the output schema.
+
+Every consumer (the pyfunc, `predict`, `tpc score`, `mlflow models serve`, Spark) goes through
+`Bundle.predict_frame`, so the roll-up and the schema exist once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training import STANCES, TOPICS
+from training import models as families
+from training.aggregate import article_features
+from training.articles import Article, read_article
+from training.lexicon import _pattern, fold
+
+MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
+
+
+def output_columns(labels=TOPICS) -> list[str]:
+    cols = ["id", "title", "date", "n_passages", "topics"]
+    for t in labels:
+        cols += [f"{t}_prob", t, f"{t}_stance", f"{t}_favor", f"{t}_against", f"{t}_none", f"{t}_evidence"]
+    return cols + ["truncated", "error"]
+
+
+def rollup_stance(passage_stances: list[str]) -> str:
+    """ANNOTATION.md: favor if some passage says favor and none against; against in the mirror case; mixed if both."""
+    favor, against = "favor" in passage_stances, "against" in passage_stances
+    return "mixed" if favor and against else "favor" if favor else "against" if against else "none"
+
+
+class Bundle:
+    def __init__(self, topic_model, stance_model, labels, thresholds, aggregator=None, lexicon=None, meta=None):
+        self.topic_model = topic_model
+        self.stance_model = stance_model
+        self.labels = tuple(labels)
+        self.thresholds = np.asarray(thresholds, dtype=float)
+        self.aggregator = aggregator
+        self.lexicon = lexicon
+        self.meta = meta or {}
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def cue_matrix(self, texts: list[str]) -> np.ndarray | None:
+        groups = (self.lexicon or {}).get("topics")
+        if not groups:
+            return None
+        patterns = [_pattern(tuple(groups.get(t, []))) for t in self.labels]
+        return np.array([[len(p.findall(f)) for p in patterns] for f in map(fold, texts)], dtype=float).reshape(
+            len(texts), len(self.labels))
+
+    def article_decisions(self, P: np.ndarray, cues: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, decisions) per topic for one article from its passage probabilities."""
+        if self.aggregator is None or len(P) == 0:
+            prob = P.max(0) if len(P) else np.zeros(len(self.labels))
+            return prob, prob >= self.thresholds
+        feats = article_features(P, self.thresholds, cues)[None]
+        prob = self.aggregator.predict_proba(feats)[0]
+        return prob, prob >= self.aggregator.thresholds_
+
+    def predict_articles(self, articles: list[Article]) -> list[dict]:
+        texts = [p.text for a in articles for p in a.passages]
+        P_all = self.topic_model.predict_proba(texts) if texts else np.zeros((0, len(self.labels)))
+        cues_all = self.cue_matrix(texts) if texts else None
+        results, pairs, owners = [], [], []
+        start = 0
+        for a in articles:
+            n = len(a.passages)
+            P = P_all[start:start + n]
+            cues = cues_all[start:start + n] if cues_all is not None else None
+            start += n
+            prob, decided = self.article_decisions(P, cues)
+            row = {"id": a.id, "title": a.title, "date": a.date, "n_passages": n, "topics": []}
+            for j, t in enumerate(self.labels):
+                row[f"{t}_prob"] = float(prob[j])
+                row[t] = bool(decided[j])
+                row.update({f"{t}_stance": None, f"{t}_favor": None, f"{t}_against": None, f"{t}_none": None,
+                            f"{t}_evidence": None})
+                if decided[j] and n:
+                    row["topics"].append(t)
+                    carrying = np.flatnonzero(P[:, j] >= self.thresholds[j])
+                    if len(carrying) == 0:
+                        carrying = np.array([int(P[:, j].argmax())])
+                    row[f"{t}_evidence"] = a.passages[int(P[:, j].argmax())].text
+                    for k in carrying:
+                        pairs.append([a.passages[int(k)].text, t])
+                        owners.append((len(results), t))
+            results.append(row)
+        if pairs:
+            S = self.stance_model.predict_proba(pairs)
+            by_owner: dict[tuple[int, str], list[np.ndarray]] = {}
+            for (i, t), s in zip(owners, S):
+                by_owner.setdefault((i, t), []).append(s)
+            for (i, t), probs in by_owner.items():
+                probs = np.asarray(probs)
+                mean = probs.mean(0)
+                row = results[i]
+                row[f"{t}_stance"] = rollup_stance([STANCES[k] for k in probs.argmax(1)])
+                for k, s in enumerate(STANCES):
+                    row[f"{t}_{s}"] = float(mean[k])
+        return results
+
+    def predict_frame(self, df: pd.DataFrame, max_chars: int = MAX_ARTICLE_CHARS) -> pd.DataFrame:
+        """DataFrame with a `text` column (optional `id`) -> one row per input row, in order, with the schema of
+        `output_columns`. A row that cannot be scored comes out with `error` set, never dropped."""
+        if "text" not in df.columns:
+            raise ValueError(f"input needs a `text` column; got columns {list(df.columns)}")
+        ids = df["id"] if "id" in df.columns else pd.Series(range(len(df)), index=df.index)
+        articles, slots, rows = [], [], []
+        for pos, (raw_id, text) in enumerate(zip(ids.tolist(), df["text"].tolist())):
+            rid = "" if raw_id is None or (isinstance(raw_id, float) and math.isnan(raw_id)) else str(raw_id)
+            error = None
+            if not isinstance(text, str):
+                error = f"`text` is {'missing' if text is None or (isinstance(text, float) and math.isnan(text)) else type(text).__name__}, expected a string"
+            elif not text.strip():
+                error = "`text` is empty"
+            if error:
+                rows.append(self._error_row(rid, error))
+                continue
+            truncated = len(text) > max_chars
+            article = read_article(text[:max_chars], id=rid)
+            if not article.passages:
+                rows.append(self._error_row(rid, "no text left after removing boilerplate"))
+                continue
+            articles.append(article)
+            slots.append((pos, truncated))
+            rows.append(None)
+        for (pos, truncated), result in zip(slots, self.predict_articles(articles)):
+            result["truncated"], result["error"] = truncated, None
+            rows[pos] = result
+        return pd.DataFrame(rows, columns=output_columns(self.labels))
+
+    def _error_row(self, rid: str, error: str) -> dict:
+        row = {c: None for c in output_columns(self.labels)}
+        row.update({"id": rid, "n_passages": 0, "topics": [], "truncated": False, "error": error})
+        for t in self.labels:
+            row[t] = False
+        return row
+
+    # -- persistence (no pickle: skops with declared types, JSON, safetensors) -------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        families.save(self.topic_model, directory / "topic")
+        families.save(self.stance_model, directory / "stance")
+        if self.aggregator is not None:
+            families.dump_skops(self.aggregator, directory / "aggregator.skops")
+        spec = {"labels": list(self.labels), "thresholds": self.thresholds.tolist(), "lexicon": self.lexicon,
+                "meta": self.meta, "has_aggregator": self.aggregator is not None}
+        (directory / "bundle.json").write_text(json.dumps(spec, ensure_ascii=False, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Bundle":
+        directory = Path(directory)
+        spec = json.loads((directory / "bundle.json").read_text())
+        aggregator = families.load_skops(directory / "aggregator.skops") if spec["has_aggregator"] else None
+        return cls(families.load(directory / "topic"), families.load(directory / "stance"), spec["labels"],
+                   spec["thresholds"], aggregator, spec["lexicon"], spec["meta"])

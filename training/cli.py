@@ -1,0 +1,149 @@
+"""`tpc`: a thin command line over the library. Exit codes: 0 ok, 1 rows with errors (scoring), 2 bad usage/input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from training import MODEL_NAME, TOPICS
+
+DEFAULT_MODEL = f"models:/{MODEL_NAME}@champion"
+
+
+def _cmd_train(args) -> int:
+    from training.config import load_config, resolve
+    from training.train import run
+
+    cfg = load_config(args.config, args.set)
+    if args.trials:
+        from training.search import run_search
+
+        result = run_search(cfg, args.trials, resolve(args.config, args.set), args.config)
+    else:
+        result = run(cfg, resolve(args.config, args.set), args.config)
+    m = result.get("metrics", {})
+    keys = ["cv_topic_macro_f1", "cv_stance_macro_f1", "seeds_passage_topic_macro_f1", "seeds_article_topic_macro_f1",
+            "seeds_stance_macro_f1"]
+    print(json.dumps({k: round(m[k], 4) for k in keys if k in m}))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("metrics", "report")}, default=str))
+    return 0
+
+
+def _print_table(path: str) -> None:
+    import pandas as pd
+
+    df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_json(path, lines=True, dtype={"id": str})
+    print(f"{'id':28} {'topics (stance)':60} error")
+    for _, r in df.iterrows():
+        topics = ", ".join(f"{t} ({r[f'{t}_stance']})" for t in TOPICS if bool(r[t]))
+        print(f"{str(r['id'])[:28]:28} {topics or '-':60} {r['error'] if isinstance(r['error'], str) else ''}")
+
+
+def _cmd_score(args) -> int:
+    from training.score import score
+
+    summary = score(args.input, args.output, args.model, chunk_size=args.chunk_size, workers=args.workers,
+                    resume=args.resume, engine=args.engine, max_chars=args.max_chars)
+    print(json.dumps(summary), file=sys.stderr)
+    if args.table:
+        _print_table(args.output)
+    return 1 if summary["errors"] else 0
+
+
+def _cmd_evaluate(args) -> int:
+    import mlflow
+
+    from training.data import load_files
+    from training.evaluate import evaluate_model
+    from training.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    corpus = load_files(args.data)
+    metrics = evaluate_model(mlflow.pyfunc.load_model(args.model_uri), corpus, TOPICS, prefix="eval")
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _cmd_promote(args) -> int:
+    import mlflow
+
+    from training.config import load_config
+    from training.registry import promote
+    from training.tracking import setup
+
+    cfg = load_config(args.config, args.set)
+    setup(cfg.tracking_uri, cfg.experiment)
+    d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data)
+    print(("PROMOTED: " if d.promoted else "REFUSED: ") + d.reason)
+    return 0 if d.promoted else 3
+
+
+def _cmd_config_show(args) -> int:
+    from training.config import load_config, to_yaml
+
+    print(to_yaml(load_config(args.config, args.set)), end="")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tpc", description="Train, track, package and serve the turkey-policy classifiers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train both classifiers from a config, log to MLflow, register")
+    t.add_argument("config")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--trials", type=int, default=0, help="run a hyper-parameter search with N trials")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("score", help="score a JSONL/CSV/Parquet file or a folder of .txt articles")
+    s.add_argument("input")
+    s.add_argument("-o", "--output", required=True, help="output .jsonl or .parquet")
+    s.add_argument("--model", default=DEFAULT_MODEL, help=f"model URI (default {DEFAULT_MODEL})")
+    s.add_argument("--chunk-size", type=int, default=500)
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
+    s.add_argument("--engine", choices=["local", "spark"], default="local")
+    s.add_argument("--max-chars", type=int, default=200_000, help="longer articles are truncated and flagged")
+    s.add_argument("--table", action="store_true", help="print a short table of the results")
+    s.set_defaults(func=_cmd_score)
+
+    e = sub.add_parser("evaluate", help="evaluation report of any model on a labelled JSONL file")
+    e.add_argument("model_uri")
+    e.add_argument("data", nargs="+")
+    e.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser("promote", help="move @champion to a candidate if it is not worse on the frozen set")
+    pr.add_argument("--candidate", required=True, help="models:/turkey-policy/N")
+    pr.add_argument("--config", default="configs/default.yaml")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pr.set_defaults(func=_cmd_promote)
+
+    c = sub.add_parser("config", help="config tools")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cs = csub.add_parser("show", help="print the fully resolved config")
+    cs.add_argument("config")
+    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cs.set_defaults(func=_cmd_config_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.config import ConfigError
+    from training.data import DataError
+    from training.score import InputError
+    from training.tracking import TrackingError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, InputError, TrackingError, FileNotFoundError) as exc:
+        print(f"tpc: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Cue lexicon: per-topic and per-stance-cue French terms, as count features (configurable in YAML)."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+def fold(text: str) -> str:
+    """Lowercase and strip accents, and unify apostrophes, so cues match however the text is typed."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+def load_lexicon(path: str | Path | None) -> dict[str, dict[str, list[str]]] | None:
+    if not path:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"lexicon.path: {path} not found (set lexicon.path=null to train without a lexicon)")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = set(raw) - {"topics", "stance"}
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: topics, stance")
+    return {section: {k: [str(t) for t in v] for k, v in (raw.get(section) or {}).items()} for section in ("topics", "stance")}
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(terms: tuple[str, ...]) -> re.Pattern:
+    alts = sorted({re.escape(fold(t)) for t in terms if t.strip()}, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(alts) + ")") if alts else re.compile(r"(?!x)x")
+
+
+def cue_counts(text: str, groups: dict[str, list[str]]) -> dict[str, int]:
+    folded = fold(text)
+    return {name: len(_pattern(tuple(terms)).findall(folded)) for name, terms in groups.items()}
+
+
+class LexiconFeatures(BaseEstimator, TransformerMixin):
+    """log1p counts of each cue group in each text (one column per group, in sorted group order)."""
+
+    def __init__(self, groups: dict | None = None):
+        self.groups = groups
+
+    def fit(self, X, y=None):
+        self.names_ = sorted(self.groups or {})
+        return self
+
+    def transform(self, X):
+        groups = self.groups or {}
+        patterns = [_pattern(tuple(groups[n])) for n in self.names_]
+        rows = [[len(p.findall(folded)) for p in patterns] for folded in map(fold, X)]
+        return sparse.csr_matrix(np.log1p(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.names_))))
+
+    def get_feature_names_out(self, input_features=None):
+        return np.asarray([f"cue_{n}" for n in self.names_], dtype=object)

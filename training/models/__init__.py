@@ -1,0 +1,108 @@
+"""Model families behind one interface, and their safe (pickle-free) persistence.
+
+Each family gives two scikit-learn-style estimators: a multi-label topic classifier (`fit(texts, Y)`,
+`predict_proba(texts) -> (n, n_topics)`) and a stance classifier over (passage, topic) pairs
+(`fit([[text, topic], ...], stances)`, `predict_proba -> (n, 3)` in STANCES order).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+FAMILIES = {
+    "tfidf_linear": ("training.models.tfidf", "TfidfLinearTopic", "TfidfLinearStance"),
+    "embedding_linear": ("training.models.embedding", "EmbeddingLinearTopic", "EmbeddingLinearStance"),
+    "transformer": ("training.models.transformer", "TransformerTopic", "TransformerStance"),
+}
+
+# The only types a skops model file of this project may ask for beyond skops' defaults. Anything else in a
+# model file is refused at load time: a model file never gets to run code the project did not declare.
+TRUSTED_TYPES = [
+    "training.models.tfidf.TfidfLinearTopic",
+    "training.models.tfidf.TfidfLinearStance",
+    "training.models.embedding.EmbeddingLinearTopic",
+    "training.models.embedding.EmbeddingLinearStance",
+    "training.lexicon.LexiconFeatures",
+    "training.models.tfidf.SeenColumns",
+    "training.aggregate.ArticleAggregator",
+]
+
+
+class UntrustedModelError(RuntimeError):
+    pass
+
+
+def _family_class(family: str, task: str):
+    if family not in FAMILIES:
+        raise ValueError(f"model.family: {family!r} is not one of {sorted(FAMILIES)}")
+    module, topic_cls, stance_cls = FAMILIES[family]
+    return getattr(importlib.import_module(module), topic_cls if task == "topic" else stance_cls)
+
+
+def build(task: str, model_cfg, lexicon: dict | None, seed: int, labels):
+    """An unfitted estimator for `task` ("topic" or "stance") from a model config section."""
+    params = model_cfg.model_dump()
+    family = params.pop("family")
+    use_lexicon = params.pop("use_lexicon", False)
+    cls = _family_class(family, task)
+    params["lexicon"] = lexicon if use_lexicon else None
+    if family != "transformer":
+        params["random_state"] = seed
+    else:
+        params["seed"] = seed
+    params["labels" if task == "topic" else "topics"] = tuple(labels)
+    return cls(**params)
+
+
+def save(estimator, directory: str | Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cls = type(estimator)
+    meta = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+    if hasattr(estimator, "save_pretrained_dir"):  # transformer family: safetensors + tokenizer
+        estimator.save_pretrained_dir(directory)
+        meta["format"] = "transformers"
+    else:
+        dump_skops(estimator, directory / "model.skops")
+        meta["format"] = "skops"
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def load(directory: str | Path):
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text())
+    if meta["format"] == "transformers":
+        from training.models.transformer import load_pretrained_dir
+
+        return load_pretrained_dir(directory)
+    return load_skops(directory / "model.skops")
+
+
+def dump_skops(obj, path: Path) -> None:
+    import skops.io as sio
+
+    sio.dump(obj, path)
+
+
+def load_skops(path: Path):
+    """Load a skops file, refusing any type outside skops' defaults and TRUSTED_TYPES."""
+    import skops.io as sio
+
+    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES and not _benign(t)]
+    if untrusted:
+        raise UntrustedModelError(
+            f"{path}: refusing to load a model file that asks for types this project does not trust: {untrusted}. "
+            "Only the types in training.models.TRUSTED_TYPES are allowed; retrain the model with this project."
+        )
+    return sio.load(path, trusted=sio.get_untrusted_types(file=path))
+
+
+def _benign(type_name: str) -> bool:
+    # Plain numpy/scipy/sklearn data containers that skops lists as "untrusted" only because it is conservative.
+    return type_name in {
+        "numpy.dtype", "builtins.tuple", "scipy.sparse._csr.csr_matrix", "builtins.slice",
+        "sklearn.utils._bunch.Bunch", "numpy.float64", "numpy.int64", "builtins.float", "builtins.int",
+    } or type_name.startswith(("numpy.dtypes.", "sklearn.feature_extraction.text.", "sklearn.linear_model.",
+                               "sklearn.pipeline.", "sklearn.preprocessing.", "scipy.sparse."))

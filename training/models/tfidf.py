@@ -1,0 +1,152 @@
+"""`tfidf_linear`: TF-IDF word + character n-grams (+ cue-lexicon counts) and logistic regression."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from training import STANCES, TOPICS
+from training.lexicon import LexiconFeatures
+from training.models.focus import focus_text, topic_block
+
+
+class SeenColumns(BaseEstimator, TransformerMixin):
+    """Keep the hashed columns seen in at least `min_df` training documents (an int array, not a vocabulary),
+    so the linear model is as small as with a vocabulary and fits as fast."""
+
+    def __init__(self, min_df=1):
+        self.min_df = min_df
+
+    def fit(self, X, y=None):
+        df = np.asarray((sparse.csr_matrix(X) > 0).sum(0)).ravel()
+        self.columns_ = np.flatnonzero(df >= self.min_df).astype(np.int32)
+        return self
+
+    def transform(self, X):
+        return sparse.csr_matrix(X)[:, self.columns_]
+
+
+def text_features(word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, sublinear_tf=True,
+                  lexicon_groups=None, min_df=1) -> FeatureUnion:
+    """Hashed word and char_wb n-gram counts re-weighted by TF-IDF, plus lexicon cue counts.
+
+    Hashing keeps no vocabulary: the saved model stays small and fast to load (a 200k-term vocabulary took
+    seconds and 80 MB in skops' JSON schema), and scoring needs no dictionary look-ups."""
+    def hashed(**kw):
+        return Pipeline([("hash", HashingVectorizer(n_features=2 ** hash_bits, alternate_sign=False, norm=None,
+                                                    lowercase=True, **kw)),
+                         ("seen", SeenColumns(min_df=min_df)),
+                         ("tfidf", TfidfTransformer(sublinear_tf=sublinear_tf))])
+
+    parts = [("word", hashed(ngram_range=tuple(word_ngrams), strip_accents="unicode"))]
+    if char_ngrams:
+        parts.append(("char", hashed(analyzer="char_wb", ngram_range=tuple(char_ngrams))))
+    if lexicon_groups:
+        parts.append(("lexicon", LexiconFeatures(groups=lexicon_groups)))
+    return FeatureUnion(parts)
+
+
+class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
+    """Multi-label topic classifier: one logistic regression per topic over shared TF-IDF features."""
+
+    def __init__(self, labels=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
+                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0):
+        self.labels = labels
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.hash_bits = hash_bits
+        self.min_df = min_df
+        self.sublinear_tf = sublinear_tf
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.lexicon = lexicon
+        self.random_state = random_state
+
+    def _features(self, X):
+        return self.features_.transform(list(X))
+
+    def fit(self, X, Y):
+        Y = np.asarray(Y)
+        groups = (self.lexicon or {}).get("topics")
+        self.features_ = text_features(self.word_ngrams, self.char_ngrams, self.hash_bits,
+                                       self.sublinear_tf, groups, self.min_df)
+        F = self.features_.fit_transform(list(X))
+        self.heads_ = []
+        for j in range(Y.shape[1]):
+            head = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                      random_state=self.random_state)
+            if len(np.unique(Y[:, j])) < 2:  # a label absent (or always present) in this fold: constant output
+                head = float(Y[0, j]) if len(Y) else 0.0
+            else:
+                head.fit(F, Y[:, j])
+            self.heads_.append(head)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        F = self._features(X)
+        cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in self.heads_]
+        return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X) >= 0.5).astype(int)
+
+
+class TfidfLinearStance(BaseEstimator, ClassifierMixin):
+    """Turkey's stance toward a topic, from (passage, topic) pairs.
+
+    X is a 2-column array of [text, topic]. The text is represented twice: as a whole, and as the sentences that
+    speak of the topic placed in a block of features owned by that topic, so one linear model learns stance cues
+    shared by all topics and cues specific to each (feature augmentation); stance cue counts come from the lexicon.
+    """
+
+    def __init__(self, topics=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
+                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0):
+        self.topics = topics
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.hash_bits = hash_bits
+        self.min_df = min_df
+        self.sublinear_tf = sublinear_tf
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.lexicon = lexicon
+        self.random_state = random_state
+
+    def _features(self, X, fit=False):
+        X = np.asarray(X, dtype=object).reshape(-1, 2)
+        texts, topics = list(X[:, 0]), list(X[:, 1])
+        focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
+        if fit:
+            whole = self.whole_.fit_transform(texts)
+            local = self.local_.fit_transform(focus)
+        else:
+            whole, local = self.whole_.transform(texts), self.local_.transform(focus)
+        return sparse.hstack([whole, topic_block(local, topics, self.topics)]).tocsr()
+
+    def fit(self, X, y):
+        groups = (self.lexicon or {}).get("stance")
+        self.whole_ = text_features(self.word_ngrams, self.char_ngrams, self.hash_bits,
+                                    self.sublinear_tf, groups, self.min_df)
+        self.local_ = text_features(self.word_ngrams, None, self.hash_bits, self.sublinear_tf, groups, self.min_df)
+        F = self._features(X, fit=True)
+        self.head_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                        random_state=self.random_state).fit(F, np.asarray(y))
+        self.classes_ = self.head_.classes_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        proba = self.head_.predict_proba(self._features(X))
+        # Columns in the fixed STANCES order, whatever classes this fit saw.
+        out = np.zeros((proba.shape[0], len(STANCES)))
+        for j, c in enumerate(self.head_.classes_):
+            out[:, STANCES.index(c)] = proba[:, j]
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]

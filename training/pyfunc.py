@@ -1,0 +1,22 @@
+"""The `turkey-policy` MLflow model, logged from code (no pickled Python object): both classifiers, one row
+per article. Artifacts: `bundle` (a directory written by `training.bundle.Bundle.save`)."""
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class TurkeyPolicyModel(PythonModel):
+    def load_context(self, context):
+        from training.bundle import Bundle
+
+        self.bundle = Bundle.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        max_chars = int((params or {}).get("max_chars", 200_000))
+        return self.bundle.predict_frame(model_input, max_chars=max_chars)
+
+
+mlflow.models.set_model(TurkeyPolicyModel())

@@ -1,0 +1,112 @@
+"""Promotion: compare a candidate with the champion on a frozen evaluation set; move the alias or refuse."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+
+from training import TOPICS
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    reason: str
+    candidate: dict
+    champion: dict | None
+
+
+def frozen_corpus(pattern: str):
+    from training.data import load_files
+
+    return load_files([pattern]) if glob.glob(pattern) else None
+
+
+def _metric_for(model_uri: str, corpus, metric: str) -> dict:
+    import mlflow
+
+    from training.evaluate import evaluate_model
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    return evaluate_model(model, corpus, TOPICS, prefix="frozen")
+
+
+def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion") -> Decision:
+    """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    version = candidate_uri.rstrip("/").split("/")[-1]
+    if not version.isdigit():
+        raise ValueError(f"--candidate must name a version, e.g. models:/{name}/3; got {candidate_uri}")
+    corpus = frozen_corpus(eval_data)
+    if corpus is None:
+        raise FileNotFoundError(f"promotion.eval_data: no file matches {eval_data!r}")
+    cand = _metric_for(f"models:/{name}/{version}", corpus, metric)
+    if metric not in cand:
+        raise KeyError(f"promotion.metric: {metric!r} is not measured; choose one of {sorted(cand)}")
+    try:
+        champ_version = client.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        champ_version = None
+    champ = None
+    if champ_version is None:
+        promoted, reason = True, f"no current @{alias}: version {version} becomes {alias}"
+    elif str(champ_version) == str(version):
+        promoted, reason, champ = True, f"version {version} already holds @{alias}", cand
+    else:
+        champ = _metric_for(f"models:/{name}/{champ_version}", corpus, metric)
+        delta = cand[metric] - champ[metric]
+        promoted = delta >= -margin
+        verdict = "not worse than" if promoted else "worse than"
+        reason = (f"candidate v{version} {metric}={cand[metric]:.4f} is {verdict} champion v{champ_version} "
+                  f"{metric}={champ[metric]:.4f} (delta {delta:+.4f}, allowed margin {margin})")
+    summary = {"metric": metric, "eval_data": eval_data, "n": len(corpus), "candidate": cand.get(metric),
+               "champion": None if champ is None else champ.get(metric), "champion_version": champ_version,
+               "promoted": promoted, "reason": reason}
+    client.update_model_version(name, version, description=f"Promotion gate: {reason}\n\n{json.dumps(summary, indent=1)}")
+    client.set_model_version_tag(name, version, "promotion.decision", "promoted" if promoted else "refused")
+    client.set_model_version_tag(name, version, "promotion.reason", reason[:5000])
+    client.set_model_version_tag(name, version, f"promotion.{metric}", f"{cand[metric]:.6f}")
+    if champ is not None and champ_version is not None:
+        client.set_model_version_tag(name, version, f"promotion.champion_{metric}", f"{champ[metric]:.6f}")
+    if promoted:
+        client.set_registered_model_alias(name, alias, version)
+    return Decision(promoted, reason, cand, champ)
+
+
+def register_and_promote(model_uri: str, cfg, run_id: str) -> dict:
+    """Register a new version, tag it `candidate` (or `champion`), and with `register.promote` pass the gate."""
+    import mlflow
+
+    from training import tracking
+
+    version = tracking.register(model_uri, cfg.register.name, tags={"run_id": run_id, "family": cfg.model.family})
+    tracking.set_alias(cfg.register.name, cfg.register.alias, version.version)
+    out = {"registered_version": int(version.version), "alias": cfg.register.alias}
+    if cfg.register.alias == "candidate" and cfg.register.promote:
+        decision = promote(f"models:/{cfg.register.name}/{version.version}", cfg.register.name,
+                           cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data)
+        out.update({"promoted": decision.promoted, "promotion_reason": decision.reason})
+        mlflow.set_tag("promotion", decision.reason)
+    if cfg.register.export_dir and (cfg.register.alias == "champion" or out.get("promoted")):
+        export(f"models:/{cfg.register.name}/{version.version}", cfg.register.export_dir)
+        out["exported_to"] = cfg.register.export_dir
+    return out
+
+
+def export(model_uri: str, directory: str) -> None:
+    """Copy a registered model to a plain MLflow model directory, for consumers without a registry."""
+    import shutil
+    from pathlib import Path
+
+    import mlflow
+
+    target = Path(directory)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
