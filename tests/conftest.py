@@ -1,0 +1,62 @@
+"""Shared fixtures: a copy of the project's data in a temporary directory, a temporary MLflow store, and one
+default pipeline trained there once per session (registered as turkey-policy@champion)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+# Fewer folds and composite articles than the default config: same code path, a third of the time.
+FAST = ["splits.n_folds=3", "article.composite_articles=150"]
+
+
+def copy_project(dst: Path) -> Path:
+    for name in ("configs", "data", "seeds"):
+        shutil.copytree(REPO / name, dst / name)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> Path:
+    """A scratch copy of configs/, data/ and seeds/ (tests never write into the repository)."""
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def trained(project):
+    """Train the default pipeline once into a temporary SQLite MLflow store; yields the run result and store."""
+    import mlflow
+
+    from training.config import load_config, resolve
+    from training.train import run
+
+    old_cwd, old_uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.chdir(project)
+    try:
+        cfg = load_config("configs/default.yaml", FAST)
+        result = run(cfg, resolve("configs/default.yaml", FAST), "configs/default.yaml")
+    finally:
+        os.chdir(old_cwd)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield {"result": result, "uri": uri, "dir": project, "config": cfg}
+    finally:
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri
+
+
+@pytest.fixture(scope="session")
+def champion(trained):
+    import mlflow
+
+    return mlflow.pyfunc.load_model("models:/turkey-policy@champion")
