@@ -1,0 +1,71 @@
+"""Counts for the data card: `python -m training.datacard` prints them for every data file (and checks minimums)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+
+from training import STANCES, TOPICS
+from training.data import load_files
+
+# The written corpus must cover every topic and stance (issue: labelled training corpus).
+MINIMUMS = {"passages": 2000, "per_topic": 300, "per_topic_stance": 60, "no_topic": 700}
+
+
+def counts(corpus) -> dict:
+    topic = collections.Counter()
+    pair = collections.Counter()
+    n_topics = collections.Counter()
+    for e in corpus.examples:
+        n_topics[len(e.topics)] += 1
+        for t in e.topics:
+            topic[t] += 1
+            pair[f"{t}:{e.stance[t]}"] += 1
+    return {
+        "passages": len(corpus),
+        "events": len(set(corpus.groups)),
+        "no_topic": n_topics[0],
+        "multi_topic": sum(v for k, v in n_topics.items() if k > 1),
+        "per_topic": {t: topic[t] for t in TOPICS},
+        "per_topic_stance": {f"{t}:{s}": pair[f"{t}:{s}"] for t in TOPICS for s in STANCES},
+        "sources": dict(collections.Counter(e.source for e in corpus.examples)),
+    }
+
+
+def shortfalls(c: dict) -> list[str]:
+    out = []
+    if c["passages"] < MINIMUMS["passages"]:
+        out.append(f"passages {c['passages']} < {MINIMUMS['passages']}")
+    if c["no_topic"] < MINIMUMS["no_topic"]:
+        out.append(f"no-topic passages {c['no_topic']} < {MINIMUMS['no_topic']}")
+    out += [f"{t} {n} < {MINIMUMS['per_topic']}" for t, n in c["per_topic"].items() if n < MINIMUMS["per_topic"]]
+    out += [f"{k} {n} < {MINIMUMS['per_topic_stance']}" for k, n in c["per_topic_stance"].items()
+            if n < MINIMUMS["per_topic_stance"]]
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--written", default="data/written/*.jsonl")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    report = {"written (training)": counts(load_files([args.written]))}
+    for f in sorted(glob.glob("data/challenge/*.jsonl")) + ["data/seeds_gold.jsonl"]:
+        report[f] = counts(load_files([f]))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for name, c in report.items():
+            print(f"== {name}: {c['passages']} passages, {c['events']} events, {c['no_topic']} without topic, "
+                  f"{c['multi_topic']} with 2+ topics, sources {c['sources']}")
+            print("   " + "  ".join(f"{t}={n}" for t, n in c["per_topic"].items()))
+            print("   " + "  ".join(f"{k}={n}" for k, n in c["per_topic_stance"].items()))
+    missing = shortfalls(report["written (training)"])
+    print("minimums met" if not missing else "BELOW MINIMUMS: " + "; ".join(missing))
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
