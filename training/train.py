@@ -14,6 +14,7 @@ import numpy as np
 from training import STANCES
 from training import models as families
 from training.aggregate import ArticleAggregator, article_features
+from training.baselines import seeds_only_loao
 from training.bundle import Bundle
 from training.config import TrainConfig, flatten, stance_model_config, to_yaml
 from training.data import Corpus, load_files, load_seed_gold
@@ -164,6 +165,7 @@ def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | Non
         if seeds is not None:
             held_out = fit_bundle(cfg, train, lexicon, labels, thresholds, aggregator, meta)
             metrics.update(evaluate_on_seeds(held_out, seeds, cfg.data.seeds_dir, labels))
+            metrics.update(seeds_only_loao(cfg, seeds, lexicon, labels))
         fit_seconds = time.perf_counter() - fit_t
 
         # 4. The registered model: fit on everything configured, report, log, register.
