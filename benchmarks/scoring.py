@@ -1,0 +1,170 @@
+"""Scoring throughput of `tpc score` against the floor and against its peers, on the same file, in one run.
+
+    python -m benchmarks.scoring --n 10000 --repeats 3
+
+Methods (each a fresh process, timed end to end from the JSONL input to the written output, start-up included):
+  floor     read, split into passages (read_article), run the model's own n-gram analyzers, write: no model
+  tpc-wK    `tpc score IN -o OUT --model models:/turkey-policy/V --workers K` (K from --workers)
+  pyfunc    mlflow.pyfunc.load_model + predict on the whole DataFrame in one process
+  spark     mlflow.pyfunc.spark_udf in local[2] mode
+Methods are interleaved inside each repeat so that load from other users of the machine hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks import common
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return {}
+
+
+def _output_rows(path: Path) -> int:
+    if path.is_dir():  # Spark part files
+        return sum(common.count_lines(p) for p in path.glob("part-*"))
+    return common.count_lines(path) if path.exists() else 0
+
+
+def method_commands(champion: common.Champion, input_path: Path, outdir: Path, workers: list[int],
+                    peers: list[str], has_workers_flag: bool) -> dict[str, tuple[list[str], Path]]:
+    py = sys.executable
+    cmds: dict[str, tuple[list[str], Path]] = {}
+    out = outdir / "floor.jsonl"
+    cmds["floor"] = ([py, "-m", "benchmarks.floor", str(input_path), str(out), "--bundle", str(champion.bundle_dir)], out)
+    for k in workers:
+        if k != 1 and not has_workers_flag:
+            continue
+        out = outdir / f"tpc-w{k}.jsonl"
+        cmd = [*common.tpc_command(), "score", str(input_path), "-o", str(out), "--model", champion.uri]
+        cmds[f"tpc-w{k}"] = (cmd + (["--workers", str(k)] if has_workers_flag else []), out)
+    for peer in peers:
+        out = outdir / (f"{peer}.jsonl" if peer == "pyfunc" else "spark-out")
+        cmds[peer] = ([py, "-m", "benchmarks.peers", peer, str(input_path), str(out), "--model", champion.uri], out)
+    return cmds
+
+
+def run_methods(cmds, champion: common.Champion, n: int, repeats: int, timeout: float | None, log) -> dict:
+    """{method: {"seconds": [...], "rss_mb": [...], "rows_ok": bool, "detail": [...]}} over the repeats."""
+    results = {m: {"seconds": [], "rss_mb": [], "rows": [], "errors": [], "detail": []} for m in cmds}
+    env = dict(champion.env)
+    env["PYTHONPATH"] = str(common.REPO) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for r in range(repeats):
+        for method, (cmd, out) in cmds.items():
+            m = common.run_measured(cmd, cwd=champion.project, env=env, timeout=timeout)
+            rows = _output_rows(out)
+            summary = _last_json(m.stderr)
+            if m.returncode not in (0, 1) or rows != n:
+                raise RuntimeError(f"{method} (repeat {r + 1}) exited {m.returncode} with {rows}/{n} output rows:\n"
+                                   f"{' '.join(cmd)}\n{m.stderr[-3000:]}")
+            res = results[method]
+            res["seconds"].append(m.seconds)
+            res["rss_mb"].append(m.peak_rss_mb)
+            res["rows"].append(rows)
+            res["errors"].append(summary.get("errors", 0))
+            res["detail"].append(summary)
+            log(f"  repeat {r + 1}/{repeats} {method:8} {m.seconds:8.1f} s  {n / m.seconds:8.1f} articles/s  "
+                f"peak RSS {m.peak_rss_mb or 0:7.0f} MB")
+            shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+    return results
+
+
+def summarize(results: dict, n: int) -> dict:
+    methods = {}
+    for method, res in results.items():
+        rates = [n / s for s in res["seconds"]]
+        rss = [x for x in res["rss_mb"] if x is not None]
+        methods[method] = {"articles_per_s": common.stats(rates), "seconds": common.stats(res["seconds"]),
+                           "peak_rss_mb": common.stats(rss) if rss else None,
+                           "row_errors": max(res["errors"]) if res["errors"] else 0, "detail": res["detail"]}
+    return methods
+
+
+def ratios(methods: dict) -> dict:
+    """Per scorer configuration: its median rate divided by the floor's and by each peer's."""
+    rate = {m: v["articles_per_s"]["median"] for m, v in methods.items()}
+    peers = [m for m in rate if m in ("pyfunc", "spark")]
+    out = {}
+    for m in (m for m in rate if m.startswith("tpc-")):
+        out[m] = {"vs_floor": rate[m] / rate["floor"], **{f"vs_{p}": rate[m] / rate[p] for p in peers}}
+        out[m]["meets_half_floor"] = out[m]["vs_floor"] >= 0.5
+        out[m]["beats_every_peer"] = all(out[m][f"vs_{p}"] > 1 for p in peers) if peers else None
+    return out
+
+
+def render(result: dict) -> str:
+    rows = []
+    for m, v in result["methods"].items():
+        r = v["articles_per_s"]
+        rows.append({"method": m, "rate": r["median"], "min": r["min"], "max": r["max"], "spread": 100 * r["spread"],
+                     "secs": v["seconds"]["median"],
+                     "rss": v["peak_rss_mb"]["median"] if v["peak_rss_mb"] else None,
+                     "vs_floor": r["median"] / result["methods"]["floor"]["articles_per_s"]["median"]})
+    text = common.table(rows, [("method", "method", ""), ("rate", "articles/s (median)", ".1f"), ("min", "min", ".1f"),
+                               ("max", "max", ".1f"), ("spread", "spread %", ".0f"), ("secs", "seconds", ".1f"),
+                               ("rss", "peak RSS MB", ".0f"), ("vs_floor", "x floor", ".2f")])
+    lines = [f"N={result['n']} articles (~{result['input']['mean_text_bytes']} B of text each), "
+             f"{result['repeats']} repeats, load avg before/after {result['machine_before'].get('loadavg_1_5_15')} / "
+             f"{result['machine_after'].get('loadavg_1_5_15')}", text, ""]
+    for m, r in result["ratios"].items():
+        peer_txt = ", ".join(f"{k[3:]} x{v:.2f}" for k, v in r.items() if k.startswith("vs_") and k != "vs_floor")
+        lines.append(f"{m}: {r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5); "
+                     f"vs peers: {peer_txt or 'n/a'} ({'beats every peer' if r['beats_every_peer'] else 'does NOT beat every peer' if r['beats_every_peer'] is False else 'no peers run'})")
+    if not result["workers_flag"]:
+        lines.append("`tpc score` has no --workers flag: only 1 worker measured.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Scoring throughput: tpc score vs the floor and the peers.")
+    p.add_argument("--n", type=int, default=10_000, help="articles in the input file")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts for tpc score")
+    p.add_argument("--peers", default="pyfunc,spark", help="comma-separated: pyfunc, spark (empty: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR, help="cache: store, champion, inputs")
+    p.add_argument("--retrain", action="store_true", help="train a new champion even if one is cached")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed for one method run")
+    p.add_argument("--json", help="also write the JSON result to this file")
+    args = p.parse_args(argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    before = common.machine()
+    champion = common.ensure_champion(args.workdir, args.retrain, log)
+    log(f"champion {champion.uri} in {champion.project}")
+    input_path = common.cached_articles(args.workdir, args.n, args.seed)
+    has_flag = common.cli_has_flag("score", "--workers")
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    peers = [x.strip() for x in args.peers.split(",") if x.strip()]
+    outdir = args.workdir / "out"
+    outdir.mkdir(parents=True, exist_ok=True)
+    cmds = method_commands(champion, input_path, outdir, workers, peers, has_flag)
+    results = run_methods(cmds, champion, args.n, args.repeats, args.timeout, log)
+    methods = summarize(results, args.n)
+    size = input_path.stat().st_size
+    result = {
+        "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
+        "repeats": args.repeats, "model": champion.uri, "workers_flag": has_flag,
+        "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
+        "methods": methods, "ratios": ratios(methods),
+        "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},
+        "machine_before": before, "machine_after": common.machine(),
+    }
+    common.emit(result, render(result), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
