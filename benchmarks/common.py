@@ -22,10 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "turkey-policy"
 CHAMPION = f"models:/{MODEL_NAME}@champion"
 DEFAULT_WORKDIR = Path(os.environ.get("TPC_BENCH_DIR", "/tmp/tpc-bench"))
-# The inputs whose content decides what `tpc train configs/default.yaml` learns. Code is left out on purpose:
-# a logged model carries its own copy of the package (code_paths), so a cached champion stays loadable while
-# other modules change; --retrain forces a fresh one.
-MODEL_INPUTS = ["configs/default.yaml", "configs/lexicon.yaml", "data", "seeds"]
+# What decides the champion: the data and config it is trained from, and the modules the pyfunc runs at predict
+# time (a scorer whose workers import the working tree needs a model trained by the same code). Other modules
+# (cli, score, train, ...) may change without a retrain; --retrain forces one.
+MODEL_INPUTS = ["configs/default.yaml", "configs/lexicon.yaml", "data", "seeds", "training/__init__.py",
+                "training/bundle.py", "training/pyfunc.py", "training/aggregate.py", "training/articles.py",
+                "training/lexicon.py", "training/models"]
 
 
 # -- the scratch project ------------------------------------------------------------------------------------
@@ -53,8 +55,9 @@ def tpc_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "training.cli"]
 
 
-def inputs_digest(paths=MODEL_INPUTS) -> str:
+def inputs_digest(paths=MODEL_INPUTS, extra: list[str] = ()) -> str:
     h = hashlib.sha256()
+    h.update(json.dumps(list(extra)).encode())
     for rel in paths:
         p = REPO / rel
         files = sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if p.is_dir() else [p]
@@ -79,10 +82,10 @@ class Champion:
         return self.local_dir / "artifacts" / "bundle"
 
 
-def ensure_champion(workdir: Path, retrain: bool = False, log=print) -> Champion:
-    """Train `configs/default.yaml` once into <workdir>/cache/<digest>/ and reuse it while the training inputs
-    are unchanged."""
-    key = inputs_digest()
+def ensure_champion(workdir: Path, retrain: bool = False, log=print, overrides: list[str] = ()) -> Champion:
+    """Train `configs/default.yaml` (with `--set` overrides) once into <workdir>/cache/<digest>/ and reuse it while
+    the training inputs are unchanged."""
+    key = inputs_digest(extra=list(overrides))
     project = Path(workdir) / "cache" / key
     marker = project / "champion.json"
     env = store_env(project)
@@ -92,14 +95,15 @@ def ensure_champion(workdir: Path, retrain: bool = False, log=print) -> Champion
         copy_project(project)
         log(f"training the default pipeline into {project} (cached for later runs) ...")
         t0 = time.perf_counter()
-        proc = subprocess.run([*tpc_command(), "train", "configs/default.yaml"], cwd=project, env=env,
+        cmd = [*tpc_command(), "train", "configs/default.yaml"] + [a for o in overrides for a in ("--set", o)]
+        proc = subprocess.run(cmd, cwd=project, env=env,
                               capture_output=True, text=True)
         train_seconds = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"`tpc train configs/default.yaml` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         version, local_dir = _resolve_champion(project, env)
-        marker.write_text(json.dumps({"version": version, "local_dir": str(local_dir),
-                                      "train_seconds": train_seconds, "created": now()}))
+        marker.write_text(json.dumps({"version": version, "local_dir": str(local_dir), "train_seconds": train_seconds,
+                                      "overrides": list(overrides), "created": now()}))
     info = json.loads(marker.read_text())
     return Champion(project, env, f"models:/{MODEL_NAME}/{info['version']}", info["version"],
                     Path(info["local_dir"]), train_seconds)
@@ -113,7 +117,8 @@ def _resolve_champion(project: Path, env: dict) -> tuple[str, Path]:
         f"dst_path={str(project / 'champion_model')!r})\n"
         "print(json.dumps([str(v), p]))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True,
+                          check=True)
     version, path = json.loads(proc.stdout.strip().splitlines()[-1])
     return version, Path(path)
 
@@ -277,6 +282,10 @@ def machine() -> dict:
     try:
         info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                             text=True, timeout=10).stdout.strip()
+        # the scripts measure the working tree: say which measured code was uncommitted
+        status = subprocess.run(["git", "status", "--porcelain", "--", "training"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.splitlines()
+        info["uncommitted_training_files"] = sorted(line[3:] for line in status)
     except (OSError, subprocess.SubprocessError):
         pass
     return info

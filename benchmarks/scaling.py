@@ -67,7 +67,8 @@ def render(result: dict) -> str:
     text = common.table(rows, [("n", "N", ","), ("rate", "articles/s (median)", ".1f"), ("spread", "spread %", ".0f"),
                                ("secs", "seconds", ".1f"), ("rss", "peak RSS MB", ".0f"), ("reps", "repeats", "d")])
     g = result["growth"]
-    return (f"tpc score --workers {result['workers']} ({'flag present' if result['workers_flag'] else 'no --workers flag'}),"
+    flag = "flag present" if result["workers_flag"] else "no --workers flag"
+    return (f"tpc score --workers {result['workers']} ({flag}),"
             f" load avg before/after {result['machine_before'].get('loadavg_1_5_15')} / "
             f"{result['machine_after'].get('loadavg_1_5_15')}\n{text}\n"
             f"N x{g['n_ratio']:,.0f}: peak RSS x{g['rss_ratio']:.2f}, throughput x{g['rate_ratio']:.2f}"
@@ -83,6 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR)
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for training the benchmark's champion (the model's shape decides speed)")
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--json")
     args = p.parse_args(argv)
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
     if not sizes:
         p.error(f"no size <= --max-n {args.max_n}")
     before = common.machine()
-    champion = common.ensure_champion(args.workdir, args.retrain, log)
+    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set)
     has_flag = common.cli_has_flag("score", "--workers")
     measured = [measure_size(champion, n, args.large_repeats if n >= 100_000 else args.repeats, args.workers,
                              has_flag, args.workdir, args.seed, log) for n in sizes]
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
                             if first["peak_rss_mb"] and last["peak_rss_mb"] else None),
               "rate_ratio": last["articles_per_s"]["median"] / first["articles_per_s"]["median"]}
     result = {"benchmark": "scaling", "command": common.command_line("benchmarks.scaling"), "model": champion.uri,
+              "train_overrides": args.train_set,
               "workers": args.workers, "workers_flag": has_flag, "max_n": args.max_n, "sizes": measured,
               "growth": growth, "machine_before": before, "machine_after": common.machine()}
     common.emit(result, render(result), args.json)

@@ -43,7 +43,8 @@ def method_commands(champion: common.Champion, input_path: Path, outdir: Path, w
     py = sys.executable
     cmds: dict[str, tuple[list[str], Path]] = {}
     out = outdir / "floor.jsonl"
-    cmds["floor"] = ([py, "-m", "benchmarks.floor", str(input_path), str(out), "--bundle", str(champion.bundle_dir)], out)
+    cmds["floor"] = ([py, "-m", "benchmarks.floor", str(input_path), str(out), "--bundle", str(champion.bundle_dir)],
+                     out)
     for k in workers:
         if k != 1 and not has_workers_flag:
             continue
@@ -120,8 +121,9 @@ def render(result: dict) -> str:
              f"{result['machine_after'].get('loadavg_1_5_15')}", text, ""]
     for m, r in result["ratios"].items():
         peer_txt = ", ".join(f"{k[3:]} x{v:.2f}" for k, v in r.items() if k.startswith("vs_") and k != "vs_floor")
-        lines.append(f"{m}: {r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5); "
-                     f"vs peers: {peer_txt or 'n/a'} ({'beats every peer' if r['beats_every_peer'] else 'does NOT beat every peer' if r['beats_every_peer'] is False else 'no peers run'})")
+        verdict = {True: "beats every peer", False: "does NOT beat every peer", None: "no peers run"}
+        lines.append(f"{m}: {r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5);"
+                     f" vs peers: {peer_txt or 'n/a'} ({verdict[r['beats_every_peer']]})")
     if not result["workers_flag"]:
         lines.append("`tpc score` has no --workers flag: only 1 worker measured.")
     return "\n".join(lines)
@@ -135,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--peers", default="pyfunc,spark", help="comma-separated: pyfunc, spark (empty: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR, help="cache: store, champion, inputs")
+    p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for training the benchmark's champion (the model's shape decides speed)")
     p.add_argument("--retrain", action="store_true", help="train a new champion even if one is cached")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for one method run")
     p.add_argument("--json", help="also write the JSON result to this file")
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     before = common.machine()
-    champion = common.ensure_champion(args.workdir, args.retrain, log)
+    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set)
     log(f"champion {champion.uri} in {champion.project}")
     input_path = common.cached_articles(args.workdir, args.n, args.seed)
     has_flag = common.cli_has_flag("score", "--workers")
@@ -156,7 +160,7 @@ def main(argv=None) -> int:
     size = input_path.stat().st_size
     result = {
         "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
-        "repeats": args.repeats, "model": champion.uri, "workers_flag": has_flag,
+        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set, "workers_flag": has_flag,
         "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
         "methods": methods, "ratios": ratios(methods),
         "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},

@@ -64,12 +64,14 @@ def test_floor_uses_the_models_analyzers_and_writes_one_row_per_article(tmp_path
     from training.bundle import Bundle
     from training.models.tfidf import TfidfLinearStance, TfidfLinearTopic
 
-    texts = [json.loads(line)["text"] for line in (common.REPO / "data/written/sanctions.jsonl").read_text().splitlines()[:30]]
+    lines = (common.REPO / "data/written/sanctions.jsonl").read_text().splitlines()[:30]
+    texts = [json.loads(line)["text"] for line in lines]
     Y = np.array([[i % 2, (i // 2) % 2, 0, 1] for i in range(len(texts))])
     topic = TfidfLinearTopic(max_iter=200).fit(texts, Y)
     pairs = np.array([[t, "sanctions"] for t in texts], dtype=object)
     stance = TfidfLinearStance(max_iter=200).fit(pairs, ["favor", "against", "none"] * 10)
-    bundle_dir = Bundle(topic, stance, ("mediation", "arms_trade", "sanctions", "deployment"), [0.5] * 4).save(tmp_path / "b")
+    labels = ("mediation", "arms_trade", "sanctions", "deployment")
+    bundle_dir = Bundle(topic, stance, labels, [0.5] * 4).save(tmp_path / "b")
 
     analyzers = floor.model_analyzers(bundle_dir)
     assert sorted(analyzers) == ["char", "word"]
