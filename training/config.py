@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -199,19 +201,108 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _explain(exc: ValidationError, source: str) -> str:
+_FAMILY_TAGS = {"tfidf_linear": TfidfLinearConfig, "embedding_linear": EmbeddingLinearConfig,
+                "transformer": TransformerConfig}
+
+
+def _section_class(loc: tuple) -> type[BaseModel] | None:
+    """The schema that holds the last key of `loc` (family tags in `loc` pick the model family's schema)."""
+    cls: type[BaseModel] | None = TrainConfig
+    for part in loc[:-1]:
+        if part in _FAMILY_TAGS:
+            cls = _FAMILY_TAGS[part]
+            continue
+        field = cls.model_fields.get(str(part)) if cls else None
+        if field is None:
+            return None
+        nested = [a for a in (field.annotation, *get_args(field.annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        cls = nested[0] if nested else None  # a union of families: the next loc item is the family tag
+    return cls
+
+
+def _yaml_line(path: Path, keys: list[str]) -> int | None:
+    """Line (1-based) where `keys` is set in one YAML file itself (not in what it extends), or None."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for k in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        match = [(kn, vn) for kn, vn in node.value if str(kn.value) == k]
+        if not match:
+            return None
+        line, node = match[-1][0].start_mark.line + 1, match[-1][1]
+    return line
+
+
+def _origin(keys: list[str], path: Path | None, overrides: list[str]) -> str:
+    """Where a key's value came from: the last `--set` that touched it, else the file (or parent) setting it."""
+    for item in reversed(overrides):
+        set_keys = item.split("=", 1)[0].strip().split(".")
+        n = min(len(set_keys), len(keys))
+        if set_keys[:n] == keys[:n]:
+            return f"--set {item}"
+    if path is None:
+        return "<defaults>"
+
+    def search(p: Path, seen: tuple) -> str | None:
+        p = p.resolve()
+        if p in seen or not p.is_file():
+            return None
+        line = _yaml_line(p, keys)
+        if line is not None:
+            return f"{p}:{line}"
+        try:
+            parents = (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("extends") or []
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+        for parent in reversed([parents] if isinstance(parents, str) else parents):
+            found = search(p.parent / parent, seen + (p,))
+            if found:
+                return found
+        return None
+
+    found = search(Path(path), ())
+    if found:
+        return found
+    # Not set anywhere (a missing key): point at the deepest enclosing section of the file itself.
+    line = next(filter(None, (_yaml_line(Path(path), keys[:d]) for d in range(len(keys) - 1, 0, -1))), None)
+    return f"{Path(path).resolve()}:{line}" if line else str(path)
+
+
+def _family_of(value: Any) -> Any:
+    return value.get("family") if isinstance(value, dict) else value
+
+
+def _explain(exc: ValidationError, source: str, path: Path | None = None, overrides: list[str] = ()) -> str:
+    """One line per problem: where it was set (file:line or the --set item), the key, and what is accepted."""
     lines = [f"{source}: invalid config"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("TfidfLinear", "EmbeddingLinear", "Transformer")))
-        key = ".".join(p for p in key.split(".") if p not in ("tfidf_linear", "embedding_linear", "transformer"))
+        loc = tuple(err["loc"])
+        keys = [str(p) for p in loc if p not in _FAMILY_TAGS]
+        key = ".".join(keys)
+        where = _origin(keys, path, list(overrides))
+        got = f" (got {err.get('input')!r})" if err["type"] != "missing" else ""
         if err["type"] == "extra_forbidden":
-            lines.append(f"  - unknown key `{key}`: remove it or check its spelling")
-        elif err["type"] == "union_tag_invalid":
-            lines.append(f"  - `{key}.family`: {err['msg']}")
+            cls = _section_class(loc)
+            accepted = list(cls.model_fields) if cls else []
+            close = difflib.get_close_matches(keys[-1], accepted, n=1, cutoff=0.6)
+            hint = f"; did you mean `{'.'.join(keys[:-1] + close)}`?" if close else ""
+            lines.append(f"  - {where}: unknown key `{key}`{hint} (accepted here: {', '.join(accepted)})")
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            families = ", ".join(map(repr, _FAMILY_TAGS))
+            if err["type"] == "union_tag_not_found":  # a model section without `family`
+                lines.append(f"  - {where}: `{key}` needs a `family`: one of {families}")
+            else:
+                lines.append(f"  - {_origin(keys + ['family'], path, list(overrides))}: `{key}.family` must be one "
+                             f"of {families} (got {_family_of(err.get('input'))!r})")
         elif err["type"] == "literal_error":
-            lines.append(f"  - `{key}`: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  - {where}: `{key}` must be {err['ctx']['expected']}{got}")
         else:
-            lines.append(f"  - `{key}`: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  - {where}: `{key}`: {err['msg']}{got}")
     return "\n".join(lines)
 
 
@@ -226,7 +317,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, str(path or "<defaults>"))) from None
+        raise ConfigError(_explain(exc, str(path or "<defaults>"), Path(path) if path else None, overrides or [])) from None
 
 
 def stance_model_config(cfg: TrainConfig):
@@ -234,7 +325,9 @@ def stance_model_config(cfg: TrainConfig):
 
 
 def flatten(cfg: TrainConfig, max_len: int = 500) -> dict[str, str]:
-    """Flat `a.b.c -> value` params for MLflow; values longer than its limit are cut with a marker."""
+    """Flat `a.b.c -> value` params for MLflow. A value longer than `max_len` (well under MLflow's 6000-character
+    limit: longer params are unreadable in its comparison views) is cut and marked with a digest of the whole value,
+    so two configs that differ only past the cut still log different params; config/resolved.yaml keeps it whole."""
     out: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -243,7 +336,10 @@ def flatten(cfg: TrainConfig, max_len: int = 500) -> dict[str, str]:
                 walk(f"{prefix}.{k}" if prefix else k, v)
             return
         text = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, tuple)) else str(value)
-        out[prefix] = text if len(text) <= max_len else text[: max_len - 14] + "...[truncated]"
+        if len(text) > max_len:
+            mark = f"...[truncated sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}]"
+            text = text[: max_len - len(mark)] + mark
+        out[prefix] = text
 
     walk("", cfg.model_dump(mode="json"))
     return out

@@ -3,6 +3,7 @@ or temporal (train on older, test on newer)."""
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import numpy as np
@@ -90,7 +91,12 @@ def temporal_folds(dates: list[str | None], groups: np.ndarray, n_folds: int):
             first[g] = min(first.get(g, d), d)
     ordered = sorted(first, key=lambda g: (first[g], g))
     if len(ordered) < n_folds + 1:
-        raise ValueError(f"splits.kind=temporal needs dated events for {n_folds + 1} chunks, found {len(ordered)}")
+        from training.config import ConfigError
+
+        raise ConfigError(
+            f"splits.kind=temporal: needs passages with a `date` in at least {n_folds + 1} groups (events) to make "
+            f"{n_folds} train-older/test-newer folds; the training data has {len(ordered)}. Add `date` (YYYY-MM-DD) "
+            "to the passages, lower splits.n_folds, or use splits.kind=grouped_stratified")
     chunks = np.array_split(np.asarray(ordered), n_folds + 1)
     groups = np.asarray(groups)
     undated = np.flatnonzero(~np.isin(groups, ordered))
@@ -102,8 +108,20 @@ def temporal_folds(dates: list[str | None], groups: np.ndarray, n_folds: int):
     return folds
 
 
+def _iso_date(example) -> str | None:
+    """The passage's date as YYYY-MM-DD (compared as text, so every date must have that exact form)."""
+    if not example.date:
+        return None
+    try:
+        return datetime.date.fromisoformat(str(example.date)[:10]).isoformat()
+    except ValueError:
+        from training.data import DataError
+
+        raise DataError(f"{example.origin or example.id}: `date` {example.date!r} is not a date (YYYY-MM-DD)") from None
+
+
 def make_folds(corpus, cfg, seed: int, labels) -> list[tuple[np.ndarray, np.ndarray]]:
     groups = leak_free_groups(corpus.texts, corpus.groups, cfg.near_duplicate_jaccard)
     if cfg.kind == "temporal":
-        return temporal_folds([e.date for e in corpus.examples], groups, cfg.n_folds)
+        return temporal_folds([_iso_date(e) for e in corpus.examples], groups, cfg.n_folds)
     return grouped_stratified_folds(corpus.topic_matrix(labels), groups, cfg.n_folds, seed)
