@@ -7,6 +7,7 @@ that size. Titles count as passages. Boilerplate lines and sentences are dropped
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 import unicodedata
@@ -45,6 +46,7 @@ _TIME_LINE = re.compile(r"^\d{1,2}[:h]\d{2}$")
 # A sentence ends at . ! ? or … (optionally followed by a closing quote) before a capital or an opening quote.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])(?:\s?[»\"”’)])?\s+(?=[«\"“(]?\s?[A-ZÀ-ÖØ-Þ0-9])")
 _ABBREVIATIONS = re.compile(r"(?:\b(?:M|MM|Mme|Dr|St|Ste|art|av|J\.-C|etc|cf|p|n°|No|vol|ch)|\b[A-Z])\.$")
+_ABBREVIATION_TAIL = 8  # longest abbreviation ("J.-C.") plus the character its \b looks at
 
 
 @dataclass(frozen=True)
@@ -73,22 +75,28 @@ class Article:
 def text_digest(text: str) -> str:
     """Short stable digest of a passage's normalized text (NFC, collapsed whitespace)."""
     norm = " ".join(unicodedata.normalize("NFC", text).split())
-    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:12]
+    # surrogatepass: a lone surrogate (text decoded with errors="surrogateescape") gets a digest, not a crash;
+    # valid text encodes exactly as before, so existing digests are unchanged.
+    return hashlib.sha1(norm.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def split_sentences(text: str) -> list[str]:
     pieces = _SENTENCE_END.split(text)
-    sentences: list[str] = []
+    # Each sentence is held as its pieces and joined once: re-joining a growing string, and searching all of
+    # it, made "A. B. C. ..." quadratic (a 1 MB run of initials took 15 s).
+    sentences: list[list[str]] = []
     for piece in pieces:
         piece = piece.strip()
         if not piece:
             continue
-        # Re-join splits made after an abbreviation such as "M." or an initial.
-        if sentences and _ABBREVIATIONS.search(sentences[-1]):
-            sentences[-1] = f"{sentences[-1]} {piece}"
+        # Re-join splits made after an abbreviation such as "M." or an initial (only the tail can match: the
+        # pattern is anchored at the end).
+        tail = " ".join(sentences[-1][-_ABBREVIATION_TAIL:])[-_ABBREVIATION_TAIL:] if sentences else ""
+        if sentences and _ABBREVIATIONS.search(tail):
+            sentences[-1].append(piece)
         else:
-            sentences.append(piece)
-    return sentences
+            sentences.append([piece])
+    return [" ".join(parts) for parts in sentences]
 
 
 def _windows(sentences: list[str], max_chars: int) -> list[str]:
@@ -96,14 +104,20 @@ def _windows(sentences: list[str], max_chars: int) -> list[str]:
     windows: list[str] = []
     current = ""
     for sentence in sentences:
-        while len(sentence) > max_chars:  # a single run-on sentence: cut at the last space before the limit
-            cut = sentence.rfind(" ", 0, max_chars)
+        # A run-on sentence: cut at the last space before the limit. Offsets, not re-slicing the remainder,
+        # keep a 10 MB sentence linear.
+        start = 0
+        while len(sentence) - start > max_chars:
+            cut = sentence.rfind(" ", start, start + max_chars) - start
             cut = cut if cut > max_chars // 2 else max_chars
             if current:
                 windows.append(current)
                 current = ""
-            windows.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
+            windows.append(sentence[start:start + cut].strip())
+            start += cut
+            while start < len(sentence) and sentence[start] == " ":
+                start += 1
+        sentence = sentence[start:]
         if current and len(current) + 1 + len(sentence) > max_chars:
             windows.append(current)
             current = sentence
@@ -120,6 +134,14 @@ def _clean(text: str) -> str:
     return "\n".join(" ".join(line.replace("\xa0", " ").split()) for line in text.split("\n"))
 
 
+def _valid_date(year: str, month: str, day: str | None = None) -> bool:
+    try:
+        datetime.date(int(year), int(month), int(day or 1))
+    except ValueError:
+        return False
+    return True
+
+
 def _looks_like_title(line: str) -> bool:
     return len(line) <= 200 and not line.rstrip().endswith((".", "!", "?", "»", '"', ":")) and len(line.split()) >= 3
 
@@ -131,13 +153,14 @@ def read_article(text: str, id: str = "", max_chars: int = MAX_PASSAGE_CHARS) ->
     if lines:
         m = _DATE_PREFIX.match(lines[0])
         if m:
-            date = m.group(1)
+            # The header is crawler furniture even when its date is impossible: drop it, keep no date.
+            date = m.group(1) if _valid_date(*m.group(1).split("-")) else None
             rest = lines[0][m.end():].strip()
             lines = ([rest] if rest else []) + lines[1:]
     if len(lines) >= 1 and (m := _DMY_LINE.match(lines[0])):
         day, month, year = m.groups()
         year = year if len(year) == 4 else f"20{year}"
-        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+        if _valid_date(year, month, day):
             date = f"{year}-{month}-{day}"
             lines = lines[1:]
             if lines and _TIME_LINE.match(lines[0]):

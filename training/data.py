@@ -5,14 +5,16 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from training import STANCES, TOPICS
-from training.articles import read_article, text_digest
+from training.articles import _valid_date, read_article, text_digest
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
 PASSAGE_KEYS = {"id", "text", "topics", "stance", "event", "source"}
 OPTIONAL_KEYS = {"article_id", "passage_index", "digest", "date", "phenomenon"}
 
@@ -116,15 +118,23 @@ def _check_row(row: object, where: str) -> Example:
         raise DataError(f"{where}: `event` must be a non-empty string")
     if row["source"] not in ("synthetic", "seed"):
         raise DataError(f"{where}: `source` must be 'synthetic' (written) or 'seed' (real), got {row['source']!r}")
+    # Temporal splits order events by `date`: a value that is not a real date would sort silently wrong.
+    date = row.get("date")
+    if date is not None and not (isinstance(date, str) and _ISO_DATE.fullmatch(date) and _valid_date(*date.split("-"))):
+        raise DataError(f"{where}: `date` must be YYYY-MM-DD or YYYY-MM (a real date) or null, got {date!r}")
     return Example(row["id"], text, list(topics), dict(stance), row["event"], row["source"], row.get("date"), where)
 
 
 def load_jsonl(path: str | Path) -> Corpus:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+        raise DataError(f"{path}: data file not found" if not path.exists() else f"{path}: not a regular file")
     examples: list[Example] = []
-    with path.open("rb") as fh:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    with fh:
         for n, raw in enumerate(fh, 1):
             where = f"{path}:{n}"
             try:
@@ -138,6 +148,8 @@ def load_jsonl(path: str | Path) -> Corpus:
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
             examples.append(_check_row(row, where))
+    if not examples:
+        raise DataError(f"{path}: no passages (the file is empty or holds only blank lines)")
     return Corpus(examples, [str(path)])
 
 
@@ -150,14 +162,16 @@ def _unique_ids(corpus: Corpus) -> Corpus:
     return corpus
 
 
-def load_files(patterns: list[str], root: str | Path = ".") -> Corpus:
-    """Load every file matched by the glob patterns (relative to root), validated, ids unique across files."""
+def load_files(patterns: list[str], root: str | Path = ".", key: str = "data.train") -> Corpus:
+    """Load every file matched by the glob patterns (relative to root), validated, ids unique across files.
+
+    `key` names the config key or option the patterns came from, for the error message."""
     paths: list[str] = []
     for pattern in patterns:
         full = pattern if Path(pattern).is_absolute() else str(Path(root) / pattern)
         matched = sorted(glob.glob(full))
         if not matched:
-            raise DataError(f"data.train: pattern {pattern!r} matched no file under {Path(root).resolve()}")
+            raise DataError(f"{key}: pattern {pattern!r} matched no file under {Path(root).resolve()}")
         paths.extend(matched)
     corpus = Corpus([], [])
     for p in paths:
@@ -176,16 +190,23 @@ def load_seed_gold(path: str | Path, seeds_dir: str | Path) -> Corpus:
     for e in corpus.examples:
         aid, _, idx = e.id.partition("#")
         if aid not in articles:
+            # The id names a file: keep it a plain name inside seeds_dir.
+            if not aid or Path(aid).name != aid or aid in (".", ".."):
+                raise DataError(f"{e.origin}: id {e.id!r} must be ARTICLE#INDEX with a plain article file name")
             f = Path(seeds_dir) / f"{aid}.txt"
             if not f.is_file():
                 raise DataError(f"{e.origin}: seed article {f} not found")
-            article = read_article(f.read_text(encoding="utf-8"), id=aid)
+            try:
+                raw = f.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{f}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+            article = read_article(raw, id=aid)
             articles[aid] = article.passages
             for ex in corpus.examples:
                 if ex.id.startswith(aid + "#"):
                     ex.date = article.date
         passages = articles[aid]
-        if not idx.isdigit() or int(idx) >= len(passages):
+        if not (idx.isascii() and idx.isdigit()) or int(idx) >= len(passages):
             raise DataError(f"{e.origin}: {e.id!r} names no passage of {aid} (it has {len(passages)})")
         if text_digest(passages[int(idx)].text) != text_digest(e.text):
             raise DataError(
