@@ -1,0 +1,439 @@
+"""`transformer`: a pretrained encoder (CamemBERT, XLM-R, any checkpoint `AutoModelForSequenceClassification`
+loads) fine-tuned for topic (multi-label) and stance ((passage, topic) pairs, 3 classes).
+
+A plain PyTorch loop rather than `transformers.Trainer`: the pipeline already owns the MLflow run, the folds and the
+thresholds, so all that is needed is fit / predict_proba, per-epoch metrics logged into the active run, and the
+weights saved as safetensors with their tokenizer. torch and transformers are imported only when a model is used,
+so the rest of the project works without them (they live in the `transformers` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import f1_score
+
+from training import STANCES, TOPICS
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "transformer.json"  # beside `model/` (weights + tokenizer); models.save writes meta.json there too
+WEIGHTS_DIR = "model"
+
+# The second segment of a stance input: the topic said in the language of the passages, so the encoder's
+# pretrained knowledge of these words helps condition the passage on the topic.
+TOPIC_PHRASES = {
+    "mediation": "médiation diplomatique de la Turquie",
+    "arms_trade": "ventes d'armes et industrie de défense turque",
+    "sanctions": "sanctions et embargos",
+    "deployment": "déploiement de troupes turques",
+}
+
+_EPOCH_STEPS: dict[tuple[str, str], int] = {}  # (run id, task) -> epochs logged so far in that run
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements a logged model needs to load and run this family.
+
+    torch is pinned without its local label (`2.13.0+cpu` -> `2.13.0`): the label names a build index, not a
+    PyPI release, and the same version serves CPU and CUDA machines (docs/transformers.md says how to pick one)."""
+    import importlib.metadata as md
+
+    reqs = []
+    for name in ("torch", "transformers", "tokenizers", "safetensors"):
+        try:
+            reqs.append(f"{name}=={md.version(name).split('+')[0]}")
+        except md.PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
+def resolve_device(requested: str, training: bool = True):
+    """`auto` takes a CUDA GPU when torch sees one, else the CPU. An explicit `cuda` without a GPU is an error
+    when training (the config asked for it); a saved model scores on the CPU then, since a GPU is never required."""
+    import torch
+
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda" and training:
+        from training.config import ConfigError
+
+        raise ConfigError(
+            f"model.device: 'cuda' was asked for but torch {torch.__version__} sees no CUDA GPU; "
+            "set model.device=auto (GPU when present, else CPU) or cpu"
+        )
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence transformers/datasets progress bars and the 'newly initialized head' report while fitting:
+    the head is new by design here, and bars would flood the pipeline's log for every fold."""
+    import datasets
+    from transformers.utils import logging as tlog
+
+    bars_on, ds_bars_on, verbosity = tlog.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled(), \
+        tlog.get_verbosity()
+    tlog.disable_progress_bar()
+    datasets.disable_progress_bars()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(verbosity)
+        if bars_on:
+            tlog.enable_progress_bar()
+        if ds_bars_on:
+            datasets.enable_progress_bars()
+
+
+def _load_pretrained(path: str, **model_kwargs):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs)
+    except (OSError, ValueError) as exc:
+        from training.config import ConfigError
+
+        raise ConfigError(
+            f"model.model_name_or_path: cannot load {path!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            "Give a local directory holding config.json, the weights and the tokenizer, or a Hub id on a machine "
+            "that reaches huggingface.co (docs/transformers.md)."
+        ) from None
+    return tokenizer, model
+
+
+def _log_epoch(task: str, metrics: dict[str, float]) -> None:
+    """Per-epoch metrics into the pipeline's active MLflow run (never a run of our own). Steps count on across
+    the fits of one run (CV folds, held-out model, final model): each fit is one segment of `epochs` steps."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is None:
+        return
+    key = (run.info.run_id, task)
+    _EPOCH_STEPS[key] = _EPOCH_STEPS.get(key, 0) + 1
+    mlflow.log_metrics({f"transformer_{task}_epoch_{k}": float(v) for k, v in metrics.items()},
+                       step=_EPOCH_STEPS[key])
+
+
+class _TransformerClassifier(BaseEstimator, ClassifierMixin):
+    task = ""
+
+    # -- what a subclass defines ----------------------------------------------------------------------------
+    def _head_kwargs(self) -> dict:
+        raise NotImplementedError
+
+    def _segments(self, X) -> tuple[list[str], list[str] | None]:
+        raise NotImplementedError
+
+    def _targets(self, X, y) -> np.ndarray:
+        raise NotImplementedError
+
+    def _val_metrics(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- shared machinery -----------------------------------------------------------------------------------
+    def _encode(self, first: list[str], second: list[str] | None) -> list[dict]:
+        from datasets import Dataset
+
+        columns = {"a": list(first)} if second is None else {"a": list(first), "b": list(second)}
+        # Only the passage is ever cut: the topic segment is what the stance is asked about.
+        truncation = True if second is None else "only_first"
+        max_length = min(self.max_length, self.tokenizer_.model_max_length)
+
+        def tokenize(batch):
+            return self.tokenizer_(batch["a"], batch["b"] if "b" in batch else None, truncation=truncation,
+                                   max_length=max_length)
+
+        ds = Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=list(columns))
+        return ds.to_list()
+
+    def _collate(self, rows: list[dict], device):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(self.tokenizer_, return_tensors="pt")(rows).to(device)
+
+    def _split(self, keys: list[str], rng) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) row indices; rows with the same key (the same passage) stay on one side."""
+        n = len(keys)
+        n_val = int(round(n * self.validation_fraction))
+        if n_val < 2 or n - n_val < 2:
+            return np.arange(n), np.arange(0)
+        uniq = list(dict.fromkeys(keys))
+        rng.shuffle(uniq)
+        val_keys, count = set(), 0
+        counts: dict[str, int] = {}
+        for k in keys:
+            counts[k] = counts.get(k, 0) + 1
+        for k in uniq:
+            if count >= n_val:
+                break
+            val_keys.add(k)
+            count += counts[k]
+        is_val = np.array([k in val_keys for k in keys])
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+    def _forward_logits(self, rows: list[dict], device, batch_size: int) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(rows), self.model_.config.num_labels), dtype=np.float32)
+        # Batches of similar length pad less; results go back to input order.
+        order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+        self.model_.eval()
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                idx = order[start:start + batch_size]
+                batch = self._collate([rows[i] for i in idx], device)
+                out[idx] = self.model_(**batch).logits.float().cpu().numpy()
+        return out
+
+    def fit(self, X, y):
+        import torch
+        from transformers import get_linear_schedule_with_warmup, set_seed
+
+        first, second = self._segments(X)
+        if not first:
+            raise ValueError(f"{type(self).__name__}.fit: no training rows")
+        targets = self._targets(X, y)
+        device = resolve_device(self.device, training=True)
+        set_seed(self.seed)
+        with _quiet():
+            self.tokenizer_, self.model_ = _load_pretrained(self.model_name_or_path, **self._head_kwargs())
+            rows = self._encode(first, second)
+        self.model_.to(device)
+        rng = np.random.default_rng(self.seed)
+        train_idx, val_idx = self._split(first, rng)
+
+        decay = [p for p in self.model_.parameters() if p.ndim >= 2]  # no decay on biases and norm weights
+        no_decay = [p for p in self.model_.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.learning_rate)
+        steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
+        total_steps = max(1, math.ceil(self.epochs * steps_per_epoch))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total_steps), total_steps)
+        label_dtype = torch.float32 if targets.dtype.kind == "f" else torch.long
+
+        self.history_, step = [], 0
+        for epoch in range(1, math.ceil(total_steps / steps_per_epoch) + 1):
+            t0, losses = time.perf_counter(), []
+            self.model_.train()
+            order = rng.permutation(train_idx)
+            for start in range(0, len(order), self.batch_size):
+                if step >= total_steps:
+                    break
+                idx = order[start:start + self.batch_size]
+                batch = self._collate([rows[i] for i in idx], device)
+                batch["labels"] = torch.as_tensor(targets[idx], dtype=label_dtype, device=device)
+                loss = self.model_(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(float(loss.detach()))
+                step += 1
+            metrics = {"train_loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0}
+            if len(val_idx):
+                logits = self._forward_logits([rows[i] for i in val_idx], device, self._predict_batch())
+                metrics.update(self._val_metrics(logits, targets[val_idx]))
+            self.history_.append({"epoch": epoch, **metrics})
+            log.info("transformer %s epoch %d: %s", self.task, epoch, metrics)
+            _log_epoch(self.task, metrics)
+        self.model_.eval()
+        self.n_train_, self.n_val_ = int(len(train_idx)), int(len(val_idx))
+        return self
+
+    def _predict_batch(self) -> int:
+        return max(2 * self.batch_size, 32)  # no gradients kept at inference: larger batches fit
+
+    def _logits(self, X) -> np.ndarray:
+        first, second = self._segments(X)
+        if not first:
+            return np.zeros((0, self.model_.config.num_labels), dtype=np.float32)
+        device = resolve_device(self.device, training=False)
+        if self.model_.device != device:
+            self.model_.to(device)
+        with _quiet():
+            rows = self._encode(first, second)
+        return self._forward_logits(rows, device, self._predict_batch())
+
+    # -- persistence: safetensors weights + tokenizer + the estimator's params as JSON (no pickle) -------------
+    def save_pretrained_dir(self, directory: str | Path) -> None:
+        import torch
+        import transformers
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with _quiet():
+            self.model_.save_pretrained(directory / WEIGHTS_DIR)
+            self.tokenizer_.save_pretrained(directory / WEIGHTS_DIR)
+        params = {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()}
+        spec = {"class": type(self).__name__, "params": params, "history": self.history_,
+                "n_train": self.n_train_, "n_val": self.n_val_,
+                "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+        (directory / SPEC_FILE).write_text(json.dumps(spec, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+class TransformerTopic(_TransformerClassifier):
+    """Multi-label topic classifier: one sigmoid output per topic over the fine-tuned encoder."""
+
+    task = "topic"
+
+    def __init__(self, labels=TOPICS, model_name_or_path="camembert-base", max_length=256, epochs=3.0,
+                 batch_size=16, learning_rate=3e-5, warmup_ratio=0.1, weight_decay=0.01, device="auto",
+                 validation_fraction=0.15, lexicon=None, seed=13):
+        self.labels = labels
+        self.model_name_or_path = model_name_or_path
+        self.max_length = max_length
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.device = device
+        self.validation_fraction = validation_fraction
+        self.lexicon = lexicon  # accepted for the family interface; the encoder reads the text itself
+        self.seed = seed
+
+    def _head_kwargs(self) -> dict:
+        labels = list(self.labels)
+        return {"num_labels": len(labels), "problem_type": "multi_label_classification",
+                "id2label": dict(enumerate(labels)), "label2id": {t: i for i, t in enumerate(labels)}}
+
+    def _segments(self, X):
+        return [str(t) for t in X], None
+
+    def _targets(self, X, Y) -> np.ndarray:
+        Y = np.asarray(Y, dtype=np.float32)
+        if Y.ndim != 2 or Y.shape != (len(X), len(self.labels)):
+            raise ValueError(f"TransformerTopic.fit: Y must have shape ({len(X)}, {len(self.labels)}) "
+                             f"(rows x labels {list(self.labels)}), got {Y.shape}")
+        return Y
+
+    def _val_metrics(self, logits, targets):
+        import torch
+
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits),
+                                                                    torch.from_numpy(targets))
+        pred = (logits >= 0).astype(int)  # sigmoid >= 0.5; the pipeline tunes real thresholds out of fold
+        return {"val_loss": float(loss),
+                "val_macro_f1": float(f1_score(targets.astype(int), pred, average="macro", zero_division=0))}
+
+    def predict_proba(self, X) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self._logits(X).astype(np.float64)))
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X) >= 0.5).astype(int)
+
+
+class TransformerStance(_TransformerClassifier):
+    """Turkey's stance toward a topic: the passage and the topic (as a French phrase) encoded as a text pair,
+    3-way softmax in STANCES order."""
+
+    task = "stance"
+
+    def __init__(self, topics=TOPICS, model_name_or_path="camembert-base", max_length=256, epochs=3.0,
+                 batch_size=16, learning_rate=3e-5, warmup_ratio=0.1, weight_decay=0.01, device="auto",
+                 validation_fraction=0.15, lexicon=None, seed=13):
+        self.topics = topics
+        self.model_name_or_path = model_name_or_path
+        self.max_length = max_length
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.device = device
+        self.validation_fraction = validation_fraction
+        self.lexicon = lexicon
+        self.seed = seed
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(STANCES)
+
+    def _head_kwargs(self) -> dict:
+        return {"num_labels": len(STANCES), "problem_type": "single_label_classification",
+                "id2label": dict(enumerate(STANCES)), "label2id": {s: i for i, s in enumerate(STANCES)}}
+
+    def _segments(self, X):
+        X = np.asarray(X, dtype=object).reshape(-1, 2)
+        unknown = sorted({str(t) for t in X[:, 1]} - set(self.topics))
+        if unknown:
+            raise ValueError(f"TransformerStance: topic(s) {unknown} not in {list(self.topics)}")
+        return [str(t) for t in X[:, 0]], [TOPIC_PHRASES.get(t, str(t).replace("_", " ")) for t in X[:, 1]]
+
+    def _targets(self, X, y) -> np.ndarray:
+        y = [str(v) for v in np.asarray(y, dtype=object).ravel()]
+        bad = sorted(set(y) - set(STANCES))
+        if bad:
+            raise ValueError(f"TransformerStance.fit: stance label(s) {bad} not in {list(STANCES)}")
+        if len(y) != len(np.asarray(X, dtype=object).reshape(-1, 2)):
+            raise ValueError(f"TransformerStance.fit: {len(y)} labels for {len(X)} (passage, topic) rows")
+        return np.array([STANCES.index(v) for v in y], dtype=np.int64)
+
+    def _val_metrics(self, logits, targets):
+        import torch
+
+        loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(targets))
+        pred = logits.argmax(1)
+        return {"val_loss": float(loss), "val_accuracy": float((pred == targets).mean()),
+                "val_macro_f1": float(f1_score(targets, pred, labels=range(len(STANCES)), average="macro",
+                                               zero_division=0))}
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self._logits(X).astype(np.float64)
+        z -= z.max(1, keepdims=True) if len(z) else 0
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
+
+
+CLASSES = {"TransformerTopic": TransformerTopic, "TransformerStance": TransformerStance}
+
+
+def load_pretrained_dir(directory: str | Path):
+    """The estimator saved by `save_pretrained_dir`: params from JSON, weights from safetensors, never the network."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    directory = Path(directory)
+    spec_path = directory / SPEC_FILE
+    if not spec_path.is_file():
+        raise FileNotFoundError(f"{spec_path}: not a saved transformer model (no {SPEC_FILE})")
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    if spec.get("class") not in CLASSES:
+        raise ValueError(f"{spec_path}: `class` must be one of {sorted(CLASSES)}, got {spec.get('class')!r}")
+    params = dict(spec["params"])
+    for key in ("labels", "topics"):
+        if key in params:
+            params[key] = tuple(params[key])
+    est = CLASSES[spec["class"]](**params)
+    weights = directory / WEIGHTS_DIR
+    with _quiet():
+        est.tokenizer_ = AutoTokenizer.from_pretrained(weights, local_files_only=True)
+        est.model_, info = AutoModelForSequenceClassification.from_pretrained(
+            weights, local_files_only=True, use_safetensors=True, output_loading_info=True)
+    # A saved model must restore every weight; a silently re-initialised layer would score at random.
+    missing = list(info.get("missing_keys") or []) + list(info.get("mismatched_keys") or [])
+    if missing:
+        raise ValueError(f"{weights}: saved weights lack {missing[:5]}; the model directory is incomplete")
+    expected = len(est.labels) if isinstance(est, TransformerTopic) else len(STANCES)
+    if est.model_.config.num_labels != expected:
+        raise ValueError(f"{weights}: head has {est.model_.config.num_labels} outputs, expected {expected}")
+    est.model_.eval()
+    est.history_ = spec.get("history", [])
+    est.n_train_, est.n_val_ = spec.get("n_train", 0), spec.get("n_val", 0)
+    return est
