@@ -35,15 +35,25 @@ class TfidfLinearConfig(_Strict):
     class_weight: Literal["balanced"] | None = "balanced"
     max_iter: int = 2000
     use_lexicon: bool = True
+    # stance only: negation/condition/holder-marked tokens (models/focus.mark_scope); none-vs-stance then
+    # favor-vs-against ("hierarchical") or one three-way model ("flat")
+    scope_features: bool = True
+    structure: Literal["flat", "hierarchical"] = "flat"
+
+
+EncoderName = Literal["spacy_vectors", "use_multilingual", "sentence_transformers"]
 
 
 class EmbeddingLinearConfig(_Strict):
     family: Literal["embedding_linear"] = "embedding_linear"
-    encoder: Literal["spacy_vectors", "use_multilingual", "sentence_transformers"] = "use_multilingual"
-    encoder_path: str | None = None  # spaCy package name or local sentence-transformers directory
+    # one backend, or several whose embeddings are concatenated
+    encoder: EncoderName | list[EncoderName] = "use_multilingual"
+    # spaCy package name or local sentence-transformers directory; a mapping backend -> path when several
+    encoder_path: str | dict[EncoderName, str] | None = None
     with_tfidf: bool = True
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] | None = None
+    embedding_weight: float = Field(1.0, gt=0)  # scale of the (L2-normalised) embedding block next to TF-IDF
     C: float = Field(4.0, gt=0)
     class_weight: Literal["balanced"] | None = "balanced"
     max_iter: int = 2000

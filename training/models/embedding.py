@@ -1,0 +1,181 @@
+"""`embedding_linear`: pretrained passage embeddings (+ optionally the TF-IDF features of `tfidf_linear`) and
+logistic regression.
+
+The encoder is never saved with the model: a saved estimator holds the encoder's spec (backend and path, and the
+encoder id it was fitted with) and the fitted heads; the encoder is re-created on first use after loading, and a
+different encoder version than the one fitted is refused (its vectors would not be the ones the heads learned).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from training import STANCES, TOPICS
+from training.models.focus import focus_text, topic_block
+from training.models.tfidf import text_features
+
+
+class EncoderMismatchError(RuntimeError):
+    pass
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+class _Embeds:
+    """Shared encoder handling: lazy, process-wide encoders and cached embeddings, excluded from pickling/skops."""
+
+    def _encoder_list(self):
+        encoders = getattr(self, "_encoders", None)
+        if encoders is None:
+            from training.encoders import shared_encoder
+
+            names = _as_list(self.encoder)
+            if not names:
+                raise ValueError("model.encoder: name at least one encoder backend")
+            if isinstance(self.encoder_path, dict):
+                paths = self.encoder_path
+            elif self.encoder_path and len(names) > 1:
+                raise ValueError(f"model.encoder_path: with several encoders ({names}) give a mapping "
+                                 "backend -> path, e.g. {sentence_transformers: /models/sbert}")
+            else:
+                paths = {n: self.encoder_path for n in names}
+            encoders = [shared_encoder(n, paths.get(n)) for n in names]
+            fitted = getattr(self, "encoder_ids_", None)
+            if fitted is not None and [e.id for e in encoders] != list(fitted):
+                raise EncoderMismatchError(
+                    f"this model was fitted with encoders {list(fitted)} but this environment provides "
+                    f"{[e.id for e in encoders]}; install the same versions or retrain")
+            self._encoders = encoders
+        return encoders
+
+    def _embed(self, texts) -> np.ndarray:
+        from training.encoders import embed
+
+        blocks = [embed(e, list(texts), self.cache_dir) for e in self._encoder_list()]
+        return np.hstack(blocks) * self.embedding_weight
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_encoders", None)  # a model file holds the encoder's spec, never the encoder
+        return state
+
+
+class EmbeddingLinearTopic(_Embeds, BaseEstimator, ClassifierMixin):
+    """Multi-label topic classifier: one logistic regression per topic over [embedding | TF-IDF]."""
+
+    def __init__(self, labels=TOPICS, encoder="use_multilingual", encoder_path=None, with_tfidf=True,
+                 word_ngrams=(1, 2), char_ngrams=None, embedding_weight=1.0, C=4.0, class_weight="balanced",
+                 max_iter=2000, cache_dir=None, lexicon=None, random_state=0):
+        self.labels = labels
+        self.encoder = encoder
+        self.encoder_path = encoder_path
+        self.with_tfidf = with_tfidf
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.embedding_weight = embedding_weight
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.cache_dir = cache_dir
+        self.lexicon = lexicon
+        self.random_state = random_state
+
+    def _features(self, X, fit=False):
+        X = list(X)
+        E = self._embed(X)
+        if not self.with_tfidf:
+            return E
+        T = self.features_.fit_transform(X) if fit else self.features_.transform(X)
+        return sparse.hstack([sparse.csr_matrix(E), T]).tocsr()
+
+    def fit(self, X, Y):
+        Y = np.asarray(Y)
+        self.encoder_ids_ = [e.id for e in self._encoder_list()]
+        if self.with_tfidf:
+            groups = (self.lexicon or {}).get("topics")
+            self.features_ = text_features(self.word_ngrams, self.char_ngrams, lexicon_groups=groups)
+        F = self._features(X, fit=True)
+        self.heads_ = []
+        for j in range(Y.shape[1]):
+            if len(np.unique(Y[:, j])) < 2:  # a label absent (or always present) in this fold: constant output
+                self.heads_.append(float(Y[0, j]) if len(Y) else 0.0)
+                continue
+            head = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                      random_state=self.random_state)
+            self.heads_.append(head.fit(F, Y[:, j]))
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        F = self._features(X)
+        cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in self.heads_]
+        return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X) >= 0.5).astype(int)
+
+
+class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
+    """Turkey's stance toward a topic from [text, topic] pairs: the passage's embedding, and the embedding of the
+    sentences that speak of the topic in a block owned by that topic (as in TfidfLinearStance), plus the same
+    TF-IDF blocks when `with_tfidf`."""
+
+    def __init__(self, topics=TOPICS, encoder="use_multilingual", encoder_path=None, with_tfidf=True,
+                 word_ngrams=(1, 2), char_ngrams=None, embedding_weight=1.0, C=4.0, class_weight="balanced",
+                 max_iter=2000, cache_dir=None, lexicon=None, random_state=0):
+        self.topics = topics
+        self.encoder = encoder
+        self.encoder_path = encoder_path
+        self.with_tfidf = with_tfidf
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.embedding_weight = embedding_weight
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.cache_dir = cache_dir
+        self.lexicon = lexicon
+        self.random_state = random_state
+
+    def _features(self, X, fit=False):
+        X = np.asarray(X, dtype=object).reshape(-1, 2)
+        texts, topics = list(X[:, 0]), list(X[:, 1])
+        focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
+        E = self._embed(texts + focus)  # one call: shared texts and focus sentences are encoded once
+        parts = [sparse.csr_matrix(E[:len(texts)]), topic_block(E[len(texts):], topics, self.topics)]
+        if self.with_tfidf:
+            if fit:
+                whole, local = self.whole_.fit_transform(texts), self.local_.fit_transform(focus)
+            else:
+                whole, local = self.whole_.transform(texts), self.local_.transform(focus)
+            parts += [whole, topic_block(local, topics, self.topics)]
+        return sparse.hstack(parts).tocsr()
+
+    def fit(self, X, y):
+        self.encoder_ids_ = [e.id for e in self._encoder_list()]
+        if self.with_tfidf:
+            groups = (self.lexicon or {}).get("stance")
+            self.whole_ = text_features(self.word_ngrams, self.char_ngrams, lexicon_groups=groups)
+            self.local_ = text_features(self.word_ngrams, None, lexicon_groups=groups)
+        F = self._features(X, fit=True)
+        self.head_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                        random_state=self.random_state).fit(F, np.asarray(y))
+        self.classes_ = self.head_.classes_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        proba = self.head_.predict_proba(self._features(X))
+        out = np.zeros((proba.shape[0], len(STANCES)))
+        for j, c in enumerate(self.head_.classes_):
+            out[:, STANCES.index(c)] = proba[:, j]
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
