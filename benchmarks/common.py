@@ -82,12 +82,19 @@ class Champion:
         return self.local_dir / "artifacts" / "bundle"
 
 
-def ensure_champion(workdir: Path, retrain: bool = False, log=print, overrides: list[str] = ()) -> Champion:
+def ensure_champion(workdir: Path, retrain: bool = False, log=print, overrides: list[str] = (),
+                    reuse_latest: bool = False) -> Champion:
     """Train `configs/default.yaml` (with `--set` overrides) once into <workdir>/cache/<digest>/ and reuse it while
     the training inputs are unchanged."""
     key = inputs_digest(extra=list(overrides))
     project = Path(workdir) / "cache" / key
     marker = project / "champion.json"
+    if reuse_latest and not retrain and not marker.exists():
+        cached = sorted(Path(workdir).glob("cache/*/champion.json"), key=lambda p: p.stat().st_mtime)
+        if cached:  # while the predict-time code is being edited: the newest champion, knowingly
+            marker = cached[-1]
+            project = marker.parent
+            log(f"reusing the newest cached champion {project} (trained from other code or config)")
     env = store_env(project)
     train_seconds = None
     if retrain or not marker.exists():

@@ -113,13 +113,15 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR)
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for training the benchmark's champion (the model's shape decides speed)")
+    p.add_argument("--reuse-latest", action="store_true",
+                   help="use the newest cached champion even if the predict-time code or config changed since")
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--json")
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     before = common.machine()
-    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set)
+    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set, args.reuse_latest)
     metrics = run_metrics(champion.project)
     direct = direct_timings(champion.bundle_dir, args.repeats, args.infer_requirements, log)
     ratios = {}
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
         if "mlflow_log_seconds" in metrics:
             ratios["log_over_fit"] = metrics["mlflow_log_seconds"] / metrics["fit_seconds"]
     result = {"benchmark": "mlflow_overhead", "command": common.command_line("benchmarks.mlflow_overhead"),
-              "model": champion.uri, "train_overrides": args.train_set, "run_metrics": metrics, "direct": direct,
+              "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project), "run_metrics": metrics, "direct": direct,
               "ratios": ratios,
               "machine_before": before, "machine_after": common.machine()}
     common.emit(result, render(result), args.json)

@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR)
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for training the benchmark's champion (the model's shape decides speed)")
+    p.add_argument("--reuse-latest", action="store_true",
+                   help="use the newest cached champion even if the predict-time code or config changed since")
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--json")
     args = p.parse_args(argv)
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
     if not sizes:
         p.error(f"no size <= --max-n {args.max_n}")
     before = common.machine()
-    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set)
+    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set, args.reuse_latest)
     has_flag = common.cli_has_flag("score", "--workers")
     measured = [measure_size(champion, n, args.large_repeats if n >= 100_000 else args.repeats, args.workers,
                              has_flag, args.workdir, args.seed, log) for n in sizes]
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
                             if first["peak_rss_mb"] and last["peak_rss_mb"] else None),
               "rate_ratio": last["articles_per_s"]["median"] / first["articles_per_s"]["median"]}
     result = {"benchmark": "scaling", "command": common.command_line("benchmarks.scaling"), "model": champion.uri,
-              "train_overrides": args.train_set,
+              "train_overrides": args.train_set, "champion_dir": str(champion.project),
               "workers": args.workers, "workers_flag": has_flag, "max_n": args.max_n, "sizes": measured,
               "growth": growth, "machine_before": before, "machine_after": common.machine()}
     common.emit(result, render(result), args.json)

@@ -57,20 +57,33 @@ def method_commands(champion: common.Champion, input_path: Path, outdir: Path, w
     return cmds
 
 
+def _clear(out: Path) -> None:
+    """Remove an output and the scorer's resume files beside it: every run starts from nothing."""
+    for p in out.parent.glob(out.name + "*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def run_methods(cmds, champion: common.Champion, n: int, repeats: int, timeout: float | None, log) -> dict:
-    """{method: {"seconds": [...], "rss_mb": [...], "rows_ok": bool, "detail": [...]}} over the repeats."""
-    results = {m: {"seconds": [], "rss_mb": [], "rows": [], "errors": [], "detail": []} for m in cmds}
+    """{method: {"seconds": [...], "rss_mb": [...], ...}} over the repeats. A method that fails (exit status other
+    than 0/1, or not one output row per input row) is reported with its error and not repeated."""
+    results = {m: {"seconds": [], "rss_mb": [], "rows": [], "errors": [], "detail": [], "failed": None} for m in cmds}
     env = dict(champion.env)
     env["PYTHONPATH"] = str(common.REPO) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for r in range(repeats):
         for method, (cmd, out) in cmds.items():
+            res = results[method]
+            if res["failed"]:
+                continue
+            _clear(out)
             m = common.run_measured(cmd, cwd=champion.project, env=env, timeout=timeout)
             rows = _output_rows(out)
             summary = _last_json(m.stderr)
+            _clear(out)
             if m.returncode not in (0, 1) or rows != n:
-                raise RuntimeError(f"{method} (repeat {r + 1}) exited {m.returncode} with {rows}/{n} output rows:\n"
-                                   f"{' '.join(cmd)}\n{m.stderr[-3000:]}")
-            res = results[method]
+                tail = [line for line in m.stderr.strip().splitlines() if line.strip()][-3:]
+                res["failed"] = f"repeat {r + 1}: exit {m.returncode}, {rows}/{n} rows: " + " | ".join(tail)
+                log(f"  repeat {r + 1}/{repeats} {method:8} FAILED: {res['failed']}")
+                continue
             res["seconds"].append(m.seconds)
             res["rss_mb"].append(m.peak_rss_mb)
             res["rows"].append(rows)
@@ -78,52 +91,65 @@ def run_methods(cmds, champion: common.Champion, n: int, repeats: int, timeout: 
             res["detail"].append(summary)
             log(f"  repeat {r + 1}/{repeats} {method:8} {m.seconds:8.1f} s  {n / m.seconds:8.1f} articles/s  "
                 f"peak RSS {m.peak_rss_mb or 0:7.0f} MB")
-            shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
     return results
 
 
 def summarize(results: dict, n: int) -> dict:
     methods = {}
     for method, res in results.items():
+        if not res["seconds"]:
+            methods[method] = {"failed": res["failed"]}
+            continue
         rates = [n / s for s in res["seconds"]]
         rss = [x for x in res["rss_mb"] if x is not None]
         methods[method] = {"articles_per_s": common.stats(rates), "seconds": common.stats(res["seconds"]),
-                           "peak_rss_mb": common.stats(rss) if rss else None,
+                           "peak_rss_mb": common.stats(rss) if rss else None, "failed": res["failed"],
                            "row_errors": max(res["errors"]) if res["errors"] else 0, "detail": res["detail"]}
     return methods
 
 
 def ratios(methods: dict) -> dict:
     """Per scorer configuration: its median rate divided by the floor's and by each peer's."""
-    rate = {m: v["articles_per_s"]["median"] for m, v in methods.items()}
+    rate = {m: v["articles_per_s"]["median"] for m, v in methods.items() if "articles_per_s" in v}
     peers = [m for m in rate if m in ("pyfunc", "spark")]
     out = {}
     for m in (m for m in rate if m.startswith("tpc-")):
-        out[m] = {"vs_floor": rate[m] / rate["floor"], **{f"vs_{p}": rate[m] / rate[p] for p in peers}}
-        out[m]["meets_half_floor"] = out[m]["vs_floor"] >= 0.5
-        out[m]["beats_every_peer"] = all(out[m][f"vs_{p}"] > 1 for p in peers) if peers else None
+        out[m] = {"vs_floor": rate[m] / rate["floor"] if "floor" in rate else None,
+                  **{f"vs_{p}": rate[m] / rate[p] for p in peers}}
+        out[m]["meets_half_floor"] = out[m]["vs_floor"] >= 0.5 if out[m]["vs_floor"] is not None else None
+        failed_peers = [p for p in ("pyfunc", "spark") if p in methods and p not in rate]
+        out[m]["beats_every_peer"] = (all(out[m][f"vs_{p}"] > 1 for p in peers) if peers and not failed_peers
+                                      else None)
     return out
 
 
 def render(result: dict) -> str:
     rows = []
+    floor = result["methods"].get("floor", {}).get("articles_per_s", {}).get("median")
     for m, v in result["methods"].items():
+        if "articles_per_s" not in v:
+            rows.append({"method": m + " (failed)"})
+            continue
         r = v["articles_per_s"]
         rows.append({"method": m, "rate": r["median"], "min": r["min"], "max": r["max"], "spread": 100 * r["spread"],
                      "secs": v["seconds"]["median"],
                      "rss": v["peak_rss_mb"]["median"] if v["peak_rss_mb"] else None,
-                     "vs_floor": r["median"] / result["methods"]["floor"]["articles_per_s"]["median"]})
+                     "vs_floor": r["median"] / floor if floor else None})
     text = common.table(rows, [("method", "method", ""), ("rate", "articles/s (median)", ".1f"), ("min", "min", ".1f"),
                                ("max", "max", ".1f"), ("spread", "spread %", ".0f"), ("secs", "seconds", ".1f"),
                                ("rss", "peak RSS MB", ".0f"), ("vs_floor", "x floor", ".2f")])
-    lines = [f"N={result['n']} articles (~{result['input']['mean_text_bytes']} B of text each), "
+    lines = [f"N={result['n']} articles (~{result['input']['mean_text_bytes']} B per JSONL row), "
              f"{result['repeats']} repeats, load avg before/after {result['machine_before'].get('loadavg_1_5_15')} / "
              f"{result['machine_after'].get('loadavg_1_5_15')}", text, ""]
+    for m, v in result["methods"].items():
+        if v.get("failed"):
+            lines.append(f"{m} FAILED: {v['failed'][:300]}")
+    verdict = {True: "beats every peer", False: "does NOT beat every peer", None: "not every peer measured"}
     for m, r in result["ratios"].items():
         peer_txt = ", ".join(f"{k[3:]} x{v:.2f}" for k, v in r.items() if k.startswith("vs_") and k != "vs_floor")
-        verdict = {True: "beats every peer", False: "does NOT beat every peer", None: "no peers run"}
-        lines.append(f"{m}: {r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5);"
-                     f" vs peers: {peer_txt or 'n/a'} ({verdict[r['beats_every_peer']]})")
+        floor_txt = "floor not measured" if r["vs_floor"] is None else \
+            f"{r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5)"
+        lines.append(f"{m}: {floor_txt}; vs peers: {peer_txt or 'n/a'} ({verdict[r['beats_every_peer']]})")
     if not result["workers_flag"]:
         lines.append("`tpc score` has no --workers flag: only 1 worker measured.")
     return "\n".join(lines)
@@ -139,6 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR, help="cache: store, champion, inputs")
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for training the benchmark's champion (the model's shape decides speed)")
+    p.add_argument("--reuse-latest", action="store_true",
+                   help="use the newest cached champion even if the predict-time code or config changed since")
     p.add_argument("--retrain", action="store_true", help="train a new champion even if one is cached")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for one method run")
     p.add_argument("--json", help="also write the JSON result to this file")
@@ -146,7 +174,7 @@ def main(argv=None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     before = common.machine()
-    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set)
+    champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set, args.reuse_latest)
     log(f"champion {champion.uri} in {champion.project}")
     input_path = common.cached_articles(args.workdir, args.n, args.seed)
     has_flag = common.cli_has_flag("score", "--workers")
@@ -160,7 +188,7 @@ def main(argv=None) -> int:
     size = input_path.stat().st_size
     result = {
         "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
-        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set, "workers_flag": has_flag,
+        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project), "workers_flag": has_flag,
         "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
         "methods": methods, "ratios": ratios(methods),
         "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},
