@@ -130,7 +130,8 @@ def main(argv=None) -> int:
         if "mlflow_log_seconds" in metrics:
             ratios["log_over_fit"] = metrics["mlflow_log_seconds"] / metrics["fit_seconds"]
     result = {"benchmark": "mlflow_overhead", "command": common.command_line("benchmarks.mlflow_overhead"),
-              "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project), "run_metrics": metrics, "direct": direct,
+              "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project),
+              "run_metrics": metrics, "direct": direct,
               "ratios": ratios,
               "machine_before": before, "machine_after": common.machine()}
     common.emit(result, render(result), args.json)

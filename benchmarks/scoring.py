@@ -188,7 +188,8 @@ def main(argv=None) -> int:
     size = input_path.stat().st_size
     result = {
         "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
-        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project), "workers_flag": has_flag,
+        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set,
+        "champion_dir": str(champion.project), "workers_flag": has_flag,
         "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
         "methods": methods, "ratios": ratios(methods),
         "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},
