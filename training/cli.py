@@ -71,12 +71,19 @@ def _cmd_promote(args) -> int:
     import mlflow
 
     from training.config import load_config
+    from mlflow.exceptions import MlflowException
+
     from training.registry import promote
     from training.tracking import setup
 
     cfg = load_config(args.config, args.set)
     setup(cfg.tracking_uri, cfg.experiment)
-    d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data)
+    try:
+        d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin,
+                    cfg.promotion.eval_data)
+    except (ValueError, KeyError, MlflowException) as exc:
+        print(f"tpc: error: {exc}", file=sys.stderr)
+        return 2
     print(("PROMOTED: " if d.promoted else "REFUSED: ") + d.reason)
     return 0 if d.promoted else 3
 
@@ -133,14 +140,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from training.config import ConfigError
     from training.data import DataError
-    from training.score import InputError
+    from training.score import InputError, ScoringError
     from training.tracking import TrackingError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, InputError, TrackingError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, InputError, ScoringError, TrackingError, FileNotFoundError) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
         return 2
 

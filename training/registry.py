@@ -32,15 +32,41 @@ def _metric_for(model_uri: str, corpus, metric: str) -> dict:
     return evaluate_model(model, corpus, TOPICS, prefix="frozen")
 
 
+def candidate_version(candidate_uri: str, default_name: str) -> tuple[str, str]:
+    """(name, version) from models:/NAME/N or models:/NAME@ALIAS (an alias is pinned to its version now)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not candidate_uri.startswith("models:/"):
+        raise ValueError(f"--candidate must be a registry URI such as models:/{default_name}/3; got {candidate_uri}")
+    ref = candidate_uri[len("models:/"):].rstrip("/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            return name, str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            raise ValueError(f"--candidate {candidate_uri}: no version of {name} holds @{alias}") from None
+    name, _, version = ref.rpartition("/")
+    if not name or not version.isdigit():
+        raise ValueError(f"--candidate must name a version, e.g. models:/{default_name}/3; got {candidate_uri}")
+    return name, version
+
+
 def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion") -> Decision:
-    """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`."""
+    """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`.
+
+    Both models are scored on the same frozen set here (not read from their runs), so a champion trained under
+    other conditions is still compared on equal terms. The comparison goes into the version's description and
+    tags whichever way it goes."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
-    version = candidate_uri.rstrip("/").split("/")[-1]
-    if not version.isdigit():
-        raise ValueError(f"--candidate must name a version, e.g. models:/{name}/3; got {candidate_uri}")
+    name, version = candidate_version(candidate_uri, name)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise ValueError(f"--candidate {candidate_uri}: version {version} of {name} is not registered") from None
     corpus = frozen_corpus(eval_data)
     if corpus is None:
         raise FileNotFoundError(f"promotion.eval_data: no file matches {eval_data!r}")
@@ -48,7 +74,7 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
     if metric not in cand:
         raise KeyError(f"promotion.metric: {metric!r} is not measured; choose one of {sorted(cand)}")
     try:
-        champ_version = client.get_model_version_by_alias(name, alias).version
+        champ_version = str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         champ_version = None
     champ = None
@@ -63,14 +89,17 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
         verdict = "not worse than" if promoted else "worse than"
         reason = (f"candidate v{version} {metric}={cand[metric]:.4f} is {verdict} champion v{champ_version} "
                   f"{metric}={champ[metric]:.4f} (delta {delta:+.4f}, allowed margin {margin})")
-    summary = {"metric": metric, "eval_data": eval_data, "n": len(corpus), "candidate": cand.get(metric),
+    summary = {"metric": metric, "eval_data": eval_data, "eval_digest": corpus.digest(), "n": len(corpus),
+               "margin": margin, "candidate_version": str(version), "candidate": cand.get(metric),
                "champion": None if champ is None else champ.get(metric), "champion_version": champ_version,
                "promoted": promoted, "reason": reason}
     client.update_model_version(name, version, description=f"Promotion gate: {reason}\n\n{json.dumps(summary, indent=1)}")
     client.set_model_version_tag(name, version, "promotion.decision", "promoted" if promoted else "refused")
     client.set_model_version_tag(name, version, "promotion.reason", reason[:5000])
+    client.set_model_version_tag(name, version, "promotion.eval_digest", corpus.digest())
     client.set_model_version_tag(name, version, f"promotion.{metric}", f"{cand[metric]:.6f}")
     if champ is not None and champ_version is not None:
+        client.set_model_version_tag(name, version, "promotion.champion_version", str(champ_version))
         client.set_model_version_tag(name, version, f"promotion.champion_{metric}", f"{champ[metric]:.6f}")
     if promoted:
         client.set_registered_model_alias(name, alias, version)
