@@ -2,27 +2,82 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 
+N_FEATURES = 11
+
+
 def article_features(P: np.ndarray, thresholds: np.ndarray, cues: np.ndarray | None) -> np.ndarray:
-    """Per topic: max, mean of the top 2, mean, count and share above threshold, length, cue hits.
+    """Per topic: max, mean of the top 2 and top 3, mean, count and share above threshold, length, cue hits, the
+    best score among passages that carry a cue of the topic, and the lead passage's score.
 
     P: (n_passages, n_topics) passage probabilities; cues: (n_passages, n_topics) lexicon cue counts or None.
-    Returns (n_topics, n_features)."""
+    Returns (n_topics, N_FEATURES)."""
     n, L = P.shape
     if n == 0:
-        return np.zeros((L, 8))
+        return np.zeros((L, N_FEATURES))
     top = -np.sort(-P, axis=0)
     above = (P >= thresholds).sum(0)
     cue_total = np.log1p(cues.sum(0)) if cues is not None else np.zeros(L)
     cue_share = (cues > 0).mean(0) if cues is not None else np.zeros(L)
+    # A passage that scores high *and* names the topic's own vocabulary is better evidence than a high score on a
+    # passage that only shares the theatre (a war, Russia, NATO); without a lexicon this is the plain max.
+    cue_max = np.where(cues > 0, P, 0.0).max(0) if cues is not None else top[0]
     return np.column_stack([
-        top[0], top[: min(2, n)].mean(0), P.mean(0), np.log1p(above), above / n,
-        np.full(L, np.log1p(n)), cue_total, cue_share,
+        top[0], top[: min(2, n)].mean(0), top[: min(3, n)].mean(0), P.mean(0), np.log1p(above), above / n,
+        np.full(L, np.log1p(n)), cue_total, cue_share, cue_max, P[0],
     ])
+
+
+# Names of the theatres the topics live in: a no-topic passage that names one is "same-theatre" context (the
+# war reported on every line of an explainer), one that names none is everyday news.
+THEATRE = re.compile(
+    r"(?<!\w)(?:russ|ukrain|kiev|kyiv|moscou|kremlin|poutine|zelensk|syri|damas|assad|idleb|alep|kurd|pkk|ypg|fds"
+    r"|libye|libyen|tripoli|haftar|azerba|armeni|bakou|erevan|karabakh|gaza|israel|hamas|iran|irak|chypre|otan"
+    r"|mer noire|crimee|soudan|somali|qatar|guerre|front|frappe|missile|armee|militaire|troupes|soldats)")
+
+
+def is_theatre(texts) -> np.ndarray:
+    from training.lexicon import fold
+
+    return np.array([bool(THEATRE.search(fold(t))) for t in texts])
+
+
+def composite_articles(pool, Y: np.ndarray, theatre: np.ndarray, n_articles: int, min_passages: int,
+                       max_passages: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Articles of 5-40 written passages (indices into Y) shaped like real ones.
+
+    Half are about a topic: a few on-topic passages (often one) drowned in context, mostly from the same theatres;
+    a third are explainers of a theatre with no topic at all (the case where "any passage above threshold" fails);
+    the rest are everyday news. Passages are shuffled, so the on-topic sentence can be anywhere."""
+    pool = np.asarray(pool)
+    topical = pool[Y[pool].sum(1) > 0]
+    same = pool[(Y[pool].sum(1) == 0) & theatre[pool]]
+    plain = pool[(Y[pool].sum(1) == 0) & ~theatre[pool]]
+    if len(same) == 0:
+        same = plain
+    if len(plain) == 0:
+        plain = same
+    if len(same) == 0:  # no off-topic passage at all: nothing realistic to build
+        return []
+    arts = []
+    for _ in range(n_articles):
+        n = int(rng.integers(min_passages, max_passages + 1))
+        kind = rng.choice(["topic", "theatre", "everyday"], p=[0.5, 0.33, 0.17])
+        k = min(n, int(rng.choice([1, 1, 1, 2, 2, 3, 4, 6])), len(topical)) if kind == "topic" else 0
+        share_same = {"topic": 0.7, "theatre": 0.85, "everyday": 0.1}[kind]
+        n_same = int(rng.binomial(n - k, share_same))
+        chosen = np.r_[rng.choice(topical, k, replace=False),
+                       rng.choice(same, n_same, replace=len(same) < n_same),
+                       rng.choice(plain, n - k - n_same, replace=len(plain) < n - k - n_same)]
+        rng.shuffle(chosen)
+        arts.append(chosen.astype(int))
+    return arts
 
 
 class ArticleAggregator(BaseEstimator):

@@ -35,6 +35,10 @@ class TfidfLinearConfig(_Strict):
     class_weight: Literal["balanced"] | None = "balanced"
     max_iter: int = 2000
     use_lexicon: bool = True
+    # stance only: negation/condition/holder-marked tokens (models/focus.mark_scope); none-vs-stance then
+    # favor-vs-against ("hierarchical") or one three-way model ("flat")
+    scope_features: bool = True
+    structure: Literal["flat", "hierarchical"] = "flat"
 
 
 EncoderName = Literal["spacy_vectors", "use_multilingual", "sentence_transformers"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from training import STANCES
 from training import models as families
-from training.aggregate import ArticleAggregator, article_features
+from training.aggregate import ArticleAggregator, article_features, composite_articles, is_theatre
 from training.baselines import seeds_only_loao
 from training.bundle import Bundle
 from training.config import TrainConfig, flatten, stance_model_config, to_yaml
@@ -56,21 +56,6 @@ def oof_stance(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels):
         est.fit(X[tr], y[tr])
         proba[te] = est.predict_proba(X[te])
     return texts, topics, stances, proba
-
-
-def composite_articles(pool: np.ndarray, corpus: Corpus, labels, cfg, rng) -> list[np.ndarray]:
-    """Articles made of written passages: mostly off-topic (same theatres, everyday), a few on-topic ones."""
-    Y = corpus.topic_matrix(labels)
-    pool = np.asarray(pool)
-    topical, plain = pool[Y[pool].sum(1) > 0], pool[Y[pool].sum(1) == 0]
-    arts = []
-    for _ in range(cfg.article.composite_articles):
-        n = int(rng.integers(cfg.article.min_passages, cfg.article.max_passages + 1))
-        k = min(n, int(rng.choice([0, 0, 1, 1, 1, 2, 2, 3, 4, 6])), len(topical))
-        chosen = np.r_[rng.choice(topical, k, replace=False), rng.choice(plain, n - k, replace=len(plain) < n - k)]
-        rng.shuffle(chosen)
-        arts.append(chosen.astype(int))
-    return arts
 
 
 def article_dataset(arts, P, Y, cues, thresholds):
@@ -146,9 +131,10 @@ def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | Non
         aggregator = None
         probe = Bundle(None, None, labels, thresholds, None, lexicon)
         cues = probe.cue_matrix(train.texts)
-        held = folds[0][1]
-        eval_arts = composite_articles(held, train, labels, cfg, rng)
-        fit_arts = composite_articles(np.setdiff1d(np.arange(len(train)), held), train, labels, cfg, rng)
+        held, theatre, a = folds[0][1], is_theatre(train.texts), cfg.article
+        eval_arts = composite_articles(held, Y, theatre, a.composite_articles, a.min_passages, a.max_passages, rng)
+        fit_arts = composite_articles(np.setdiff1d(np.arange(len(train)), held), Y, theatre, a.composite_articles,
+                                      a.min_passages, a.max_passages, rng)
         if eval_arts:
             Fe, Ge = article_dataset(eval_arts, P, Y, cues, thresholds)
             metrics.update(topic_metrics(Ge, (Fe[:, :, 0] >= thresholds).astype(int), labels, "composite_article_topic_max"))
@@ -165,6 +151,10 @@ def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | Non
         if seeds is not None:
             held_out = fit_bundle(cfg, train, lexicon, labels, thresholds, aggregator, meta)
             metrics.update(evaluate_on_seeds(held_out, seeds, cfg.data.seeds_dir, labels))
+            # Held-out written sets, never trained on: theatre negatives, name swaps, stance challenge (issue 10).
+            from training import robustness
+
+            metrics.update(robustness.evaluate(held_out, seeds, cfg.data.seeds_dir, seed=cfg.seed))
             metrics.update(seeds_only_loao(cfg, seeds, lexicon, labels))
         fit_seconds = time.perf_counter() - fit_t
 

@@ -46,6 +46,9 @@ def build(task: str, model_cfg, lexicon: dict | None, seed: int, labels):
     params = model_cfg.model_dump()
     family = params.pop("family")
     use_lexicon = params.pop("use_lexicon", False)
+    if task == "topic":  # settings of the stance model that share the family's config section
+        params.pop("scope_features", None)
+        params.pop("structure", None)
     cls = _family_class(family, task)
     params["lexicon"] = lexicon if use_lexicon else None
     if family != "transformer":

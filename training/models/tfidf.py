@@ -11,7 +11,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from training import STANCES, TOPICS
 from training.lexicon import LexiconFeatures
-from training.models.focus import focus_text, topic_block
+from training.models.focus import focus_text, mark_scope, topic_block
 
 
 class SeenColumns(BaseEstimator, TransformerMixin):
@@ -105,8 +105,11 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
     """
 
     def __init__(self, topics=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
-                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0):
+                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0,
+                 scope_features=True, structure="flat"):
         self.topics = topics
+        self.scope_features = scope_features
+        self.structure = structure
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.hash_bits = hash_bits
@@ -122,28 +125,51 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
         X = np.asarray(X, dtype=object).reshape(-1, 2)
         texts, topics = list(X[:, 0]), list(X[:, 1])
         focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
-        if fit:
-            whole = self.whole_.fit_transform(texts)
-            local = self.local_.fit_transform(focus)
-        else:
-            whole, local = self.whole_.transform(texts), self.local_.transform(focus)
-        return sparse.hstack([whole, topic_block(local, topics, self.topics)]).tocsr()
+        parts = [self.whole_, self.local_] + ([self.scope_] if self.scope_features else [])
+        inputs = [texts, focus] + ([[mark_scope(f) for f in focus]] if self.scope_features else [])
+        blocks = [p.fit_transform(x) if fit else p.transform(x) for p, x in zip(parts, inputs)]
+        blocks[1] = topic_block(blocks[1], topics, self.topics)
+        return sparse.hstack(blocks).tocsr()
+
+    def _head(self):
+        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+                                  random_state=self.random_state)
 
     def fit(self, X, y):
+        if self.structure not in ("flat", "hierarchical"):
+            raise ValueError(f"structure: {self.structure!r} is not 'flat' or 'hierarchical'")
         groups = (self.lexicon or {}).get("stance")
         self.whole_ = text_features(self.word_ngrams, self.char_ngrams, self.hash_bits,
                                     self.sublinear_tf, groups, self.min_df)
         self.local_ = text_features(self.word_ngrams, None, self.hash_bits, self.sublinear_tf, groups, self.min_df)
+        # Negation/condition/holder-marked tokens of the focus sentences (see focus.mark_scope).
+        self.scope_ = text_features(self.word_ngrams, None, self.hash_bits, self.sublinear_tf, None, self.min_df)
         F = self._features(X, fit=True)
-        self.head_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                        random_state=self.random_state).fit(F, np.asarray(y))
-        self.classes_ = self.head_.classes_
+        y = np.asarray(y)
+        self.head_ = self._head().fit(F, y) if self.structure == "flat" else None
+        if self.structure == "hierarchical":
+            # Two questions with different evidence: does the passage state a position at all (none vs stance),
+            # and which one (favor vs against, learned only on passages that state one).
+            stated = y != "none"
+            self.stated_ = self._head().fit(F, stated) if 0 < stated.sum() < len(y) else float(stated.mean())
+            sides = y[stated]
+            self.side_ = self._head().fit(F[stated], sides == "favor") if len(set(sides)) == 2 else \
+                float(np.mean(sides == "favor")) if len(sides) else 0.5
+        self.classes_ = np.asarray(STANCES)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        proba = self.head_.predict_proba(self._features(X))
+        F = self._features(X)
+        out = np.zeros((F.shape[0], len(STANCES)))
+        if self.structure == "hierarchical":
+            def p1(head):
+                return np.full(F.shape[0], head) if isinstance(head, float) else head.predict_proba(F)[:, 1]
+
+            stated, favor = p1(self.stated_), p1(self.side_)
+            out[:, 0], out[:, 1], out[:, 2] = stated * favor, stated * (1 - favor), 1 - stated
+            return out
+        proba = self.head_.predict_proba(F)
         # Columns in the fixed STANCES order, whatever classes this fit saw.
-        out = np.zeros((proba.shape[0], len(STANCES)))
         for j, c in enumerate(self.head_.classes_):
             out[:, STANCES.index(c)] = proba[:, j]
         return out

@@ -1,0 +1,72 @@
+"""The tfidf_linear family: negation/condition scope marking, flat and hierarchical stance, safe persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training import STANCES, TOPICS
+from training import models as families
+from training.models.focus import mark_scope
+from training.models.tfidf import TfidfLinearStance, TfidfLinearTopic
+
+
+def test_mark_scope_negation_condition_and_holder():
+    marked = mark_scope("La Turquie n'enverra pas de troupes en Ukraine, a dit le ministre.").split()
+    assert {"NEG_enverra", "NEG_pas", "NEG_troupes"} <= set(marked)
+    assert not any(m.endswith(("_ministre", "_dit")) for m in marked)  # the scope stops at the clause end
+    assert "TR_enverra" in marked  # Turkey is the subject
+    assert not any(m.startswith("NEG_") for m in mark_scope("La Turquie enverra des troupes.").split())
+    cond = mark_scope("Ankara livrera des drones à condition que Kiev paie comptant.").split()
+    assert "COND_a_condition_que" in cond and "COND_paie" in cond and "COND_drones" not in cond
+    assert "NEG_mandat" in mark_scope("Pas de soldats sans mandat de l'ONU.").split()
+    assert mark_scope("") == ""
+
+
+PLACES = ["Ukraine", "Libye", "Syrie", "Somalie", "Irak", "Kosovo", "Qatar", "Soudan", "Liban", "Bosnie"]
+
+
+def _pairs(places):
+    X, y = [], []
+    for p in places:
+        X += [[f"La Turquie enverra des troupes en {p}, a annoncé Ankara.", "deployment"],
+              [f"La Turquie n'enverra pas de troupes en {p}, a annoncé Ankara.", "deployment"],
+              [f"Des troupes étrangères sont arrivées en {p} selon Ankara.", "deployment"]]
+        y += ["favor", "against", "none"]
+    return np.array(X, dtype=object), np.array(y)
+
+
+@pytest.mark.parametrize("structure", ["flat", "hierarchical"])
+def test_stance_reads_negation_in_both_structures(structure):
+    X, y = _pairs(PLACES[:8])
+    model = TfidfLinearStance(char_ngrams=None, structure=structure).fit(X, y)
+    Xt, yt = _pairs(PLACES[8:])
+    proba = model.predict_proba(Xt)
+    assert proba.shape == (len(yt), len(STANCES)) and np.allclose(proba.sum(1), 1.0)
+    assert model.predict(Xt).tolist() == yt.tolist()
+
+
+def test_hierarchical_stance_round_trips_through_skops(tmp_path):
+    X, y = _pairs(PLACES)
+    model = TfidfLinearStance(char_ngrams=None, structure="hierarchical").fit(X, y)
+    families.save(model, tmp_path / "stance")
+    loaded = families.load(tmp_path / "stance")
+    assert np.allclose(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_unknown_structure_is_refused():
+    X, y = _pairs(PLACES[:2])
+    with pytest.raises(ValueError, match="structure"):
+        TfidfLinearStance(structure="tree").fit(X, y)
+
+
+def test_topic_model_multilabel_probabilities():
+    texts = [f"Ankara livre des drones Bayraktar à {p}." for p in PLACES] + \
+            [f"Fenerbahçe a battu {p} en match amical." for p in PLACES]
+    Y = np.zeros((len(texts), len(TOPICS)), dtype=int)
+    Y[: len(PLACES), TOPICS.index("arms_trade")] = 1
+    model = TfidfLinearTopic(char_ngrams=None).fit(texts, Y)
+    P = model.predict_proba(["La Turquie livre des drones Bayraktar au Maroc.", "Galatasaray a battu Fenerbahçe."])
+    assert P.shape == (2, len(TOPICS))
+    assert P[0, TOPICS.index("arms_trade")] > 0.5 > P[1, TOPICS.index("arms_trade")]
+    assert np.all(P[:, TOPICS.index("sanctions")] == 0.0)  # a label never seen: constant output
