@@ -24,19 +24,31 @@ def tracking_uri(config_uri: str | None = None) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail within seconds, before any fitting, when a tracking server does not answer."""
+    """Fail within seconds, before any fitting, when a tracking server does not answer or answers with errors.
+
+    The MLflow client retries 5xx answers with back-off for minutes; probing /health and one read-only API call
+    without retries turns a dead or broken server into a clear error at once."""
     if not uri.startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            if resp.status != 200:
-                raise TrackingError(f"MLflow server at {uri} answered {resp.status} on /health")
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({exc}). Start it, or unset MLFLOW_TRACKING_URI / "
-            "`tracking_uri` to use the local SQLite store."
-        ) from None
+    base = uri.rstrip("/")
+    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=timeout) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); nothing was trained or logged. Start it, "
+                "or unset MLFLOW_TRACKING_URI / `tracking_uri` to use the local SQLite store."
+            ) from None
+        # Only a server fault fails here: 401/403 (auth the client adds itself) and 404/405 are left to MLflow.
+        if (path == "/health" and status != 200) or status >= 500:
+            raise TrackingError(
+                f"MLflow tracking server {uri} answered HTTP {status} on {path.split('?')[0]}; nothing was trained "
+                "or logged. Check the server's log and its backend store."
+            )
 
 
 def setup(config_uri: str | None, experiment: str) -> str:
@@ -131,3 +143,61 @@ def set_alias(name: str, alias: str, version: str | int) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def relog(bundle_dir: str | Path, run_id: str | None = None, register_name: str | None = None,
+          tracking_uri_: str | None = None, experiment: str = "turkey-policy", alias: str = "candidate") -> dict:
+    """Log (and register) a fitted bundle kept on disk by a training run whose logging or registration failed.
+
+    Resumes `run_id` when the store still has it, else starts a new run; registers under `register_name` with
+    `alias` (promotion to champion stays a separate, gated step: `tpc promote`)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    from training.bundle import Bundle
+
+    setup(tracking_uri_, experiment)
+    bundle = Bundle.load(bundle_dir)
+    cfg = bundle.meta.get("config") or {}
+    families = {(cfg.get("model") or {}).get("family"), (cfg.get("stance_model") or {}).get("family")}
+    extra = None
+    if "transformer" in families:
+        from training.models.transformer import requirements
+
+        extra = requirements()
+    example = pd.DataFrame({"id": ["example"], "text": ["La Turquie refuse de livrer des drones."]})
+    try:
+        active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name="relog")
+    except MlflowException:
+        active = mlflow.start_run(run_name=f"relog-{run_id}")
+    with active as run:
+        info = log_pyfunc(bundle_dir, example, bundle.predict_frame(example), extra_requirements=extra)
+        mlflow.set_tag("relogged_from", str(bundle_dir))
+    out = {"run_id": run.info.run_id, "model_uri": info.model_uri}
+    if register_name:
+        version = register(info.model_uri, register_name, tags={"run_id": run.info.run_id, "relogged": "true"})
+        set_alias(register_name, alias, version.version)
+        out.update({"registered_version": int(version.version), "alias": alias})
+    return out
+
+
+def kept_model_error(bundle, run_id: str, cfg, exc: BaseException, root: str | Path = "failed_runs") -> TrackingError:
+    """Save the fitted bundle locally after a failure that followed fitting, and say how to log it again."""
+    target = Path(root) / run_id / "bundle"
+    try:
+        bundle.save(target)
+    except Exception as save_exc:  # the disk too: say so, the original error still matters most
+        return TrackingError(f"training failed after fitting ({type(exc).__name__}: {exc}), and the fitted model "
+                             f"could not be kept at {target} ({save_exc})")
+    name = cfg.register.name if cfg.register.enabled else None
+    args = [repr(str(target.resolve())), f"run_id={run_id!r}", f"register_name={name!r}",
+            f"experiment={cfg.experiment!r}"]
+    if cfg.tracking_uri:
+        args.append(f"tracking_uri_={cfg.tracking_uri!r}")
+    command = f'python -c "from training.tracking import relog; print(relog({", ".join(args)}))"'
+    return TrackingError(
+        f"training finished but logging or registering the model failed ({type(exc).__name__}: {exc}). "
+        f"The fitted model is kept at {target.resolve()}. Once the tracking server works, log"
+        f"{' and register' if name else ''} it again from this directory with:\n  {command}"
+    )

@@ -93,6 +93,19 @@ def evaluate_on_seeds(bundle: Bundle, seeds: Corpus, seeds_dir: str, labels, pre
 
 
 def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | None = None) -> dict:
+    """Train, log and register; a failure after the final fit keeps the fitted model on disk (failed_runs/)."""
+    from training import tracking
+
+    fitted: dict = {}
+    try:
+        return _run(cfg, raw_config, config_path, fitted)
+    except Exception as exc:
+        if "bundle" not in fitted:
+            raise
+        raise tracking.kept_model_error(fitted["bundle"], fitted["run_id"], cfg, exc) from exc
+
+
+def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fitted: dict) -> dict:
     import mlflow
 
     from training import tracking
@@ -161,6 +174,7 @@ def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | Non
         # 4. The registered model: fit on everything configured, report, log, register.
         final_corpus = train + seeds if (seeds is not None and cfg.data.fit_final_on == "train+seeds") else train
         bundle = fit_bundle(cfg, final_corpus, lexicon, labels, thresholds, aggregator, meta)
+        fitted.update(bundle=bundle, run_id=run.info.run_id)
         metrics["fit_seconds"] = fit_seconds
         mlflow.log_metrics(metrics)
         log_t = time.perf_counter()
