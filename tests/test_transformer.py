@@ -127,6 +127,14 @@ def test_saved_models_are_safetensors_and_predict_identically(topic_model, stanc
         assert np.array_equal(loaded.predict_proba(X), est.predict_proba(X))
         assert loaded.history_ == est.history_
 
+    # Weights that do not cover the model are refused, not silently re-initialised.
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "TransformerTopic" / "model" / "model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if not k.startswith("classifier.")}, weights)
+    with pytest.raises(ValueError, match=r"saved weights lack \['classifier"):
+        families.load(tmp_path / "TransformerTopic")
+
 
 def test_bad_inputs_are_named(tiny_bert, tmp_path):
     with pytest.raises(ValueError, match=r"stance label\(s\) \['pro'\]"):

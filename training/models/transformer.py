@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -148,15 +149,18 @@ class _TransformerClassifier(BaseEstimator, ClassifierMixin):
         from datasets import Dataset
 
         columns = {"a": list(first)} if second is None else {"a": list(first), "b": list(second)}
+        tokenizer = self.tokenizer_
         # Only the passage is ever cut: the topic segment is what the stance is asked about.
-        truncation = True if second is None else "only_first"
-        max_length = min(self.max_length, self.tokenizer_.model_max_length)
+        options = {"truncation": True if second is None else "only_first",
+                   "max_length": min(self.max_length, tokenizer.model_max_length)}
 
         def tokenize(batch):
-            return self.tokenizer_(batch["a"], batch["b"] if "b" in batch else None, truncation=truncation,
-                                   max_length=max_length)
+            return tokenizer(batch["a"], batch["b"] if "b" in batch else None, **options)
 
-        ds = Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=list(columns))
+        # A given fingerprint spares `datasets` from hashing the function and all it references (it took
+        # ~0.5 s a call); nothing is cached, the dataset lives in memory only.
+        ds = Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=list(columns),
+                                            new_fingerprint=uuid.uuid4().hex)
         return ds.to_list()
 
     def _collate(self, rows: list[dict], device):
