@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from training import MODEL_NAME, TOPICS
 
@@ -116,6 +116,19 @@ class RegisterConfig(_Strict):
     alias: Literal["champion", "candidate"] = "candidate"
     promote: bool = True
     export_dir: str | None = "models/turkey-policy"
+
+    @field_validator("export_dir")
+    @classmethod
+    def _export_dir_inside_working_tree(cls, value: str | None) -> str | None:
+        # The export replaces the target folder (rmtree): it must be a sub-folder of the working directory.
+        if value is None:
+            return value
+        cwd = Path.cwd().resolve()
+        target = (cwd / value).resolve()
+        if ".." in Path(value).parts or target == cwd or cwd not in target.parents:
+            raise ValueError(f"must be a sub-folder of the working directory {cwd}, without `..` segments, "
+                             "e.g. models/turkey-policy, or null for no export")
+        return value
 
 
 class PromotionConfig(_Strict):

@@ -22,14 +22,34 @@ def fold(text: str) -> str:
 def load_lexicon(path: str | Path | None) -> dict[str, dict[str, list[str]]] | None:
     if not path:
         return None
+    from training.config import ConfigError
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"lexicon.path: {path} not found (set lexicon.path=null to train without a lexicon)")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with sections topics, stance; "
+                          f"got {type(raw).__name__}")
     unknown = set(raw) - {"topics", "stance"}
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: topics, stance")
-    return {section: {k: [str(t) for t in v] for k, v in (raw.get(section) or {}).items()} for section in ("topics", "stance")}
+        raise ConfigError(f"{path}: unknown section(s) {sorted(map(str, unknown))}; allowed: topics, stance")
+    out: dict[str, dict[str, list[str]]] = {}
+    for section in ("topics", "stance"):
+        groups = raw.get(section) or {}
+        if not isinstance(groups, dict):
+            raise ConfigError(f"{path}: `{section}` must map a group name to a list of terms, "
+                              f"got {type(groups).__name__}")
+        for name, terms in groups.items():
+            # A bare string would otherwise be read as a list of one-character cues.
+            if not isinstance(terms, list):
+                raise ConfigError(f"{path}: `{section}.{name}` must be a list of terms, e.g. [{name}], "
+                                  f"got {type(terms).__name__} {terms!r}")
+        out[section] = {str(k): [str(t) for t in v] for k, v in groups.items()}
+    return out
 
 
 @functools.lru_cache(maxsize=64)
