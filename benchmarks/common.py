@@ -259,6 +259,12 @@ def stats(values: list[float]) -> dict:
             "spread": (max(values) - min(values)) / med if med else 0.0, "values": values}
 
 
+def clear_output(out: Path) -> None:
+    """Remove an output and the scorer's resume files beside it (`OUT.partial`, ...): every run starts afresh."""
+    for p in Path(out).parent.glob(Path(out).name + "*"):
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 def count_lines(path: Path) -> int:
     with open(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())

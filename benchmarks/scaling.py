@@ -41,9 +41,10 @@ def measure_size(champion: common.Champion, n: int, repeats: int, workers: int, 
     seconds, rss = [], []
     try:
         for r in range(repeats):
+            common.clear_output(out)
             m = common.run_measured(cmd, cwd=champion.project, env=champion.env)
             rows = common.count_lines(out) if out.exists() else 0
-            out.unlink(missing_ok=True)
+            common.clear_output(out)
             if m.returncode not in (0, 1) or rows != n:
                 raise RuntimeError(f"N={n}: `{' '.join(cmd)}` exited {m.returncode} with {rows}/{n} rows:\n"
                                    f"{m.stderr[-3000:]}")

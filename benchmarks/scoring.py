@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
+import time
 from pathlib import Path
 
 from benchmarks import common
@@ -57,28 +57,32 @@ def method_commands(champion: common.Champion, input_path: Path, outdir: Path, w
     return cmds
 
 
-def _clear(out: Path) -> None:
-    """Remove an output and the scorer's resume files beside it: every run starts from nothing."""
-    for p in out.parent.glob(out.name + "*"):
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def run_methods(cmds, champion: common.Champion, n: int, repeats: int, timeout: float | None, log) -> dict:
+def run_methods(cmds, champion: common.Champion, n: int, repeats: int, timeout: float | None, log,
+                budget: float | None = None, on_repeat=None) -> dict:
     """{method: {"seconds": [...], "rss_mb": [...], ...}} over the repeats. A method that fails (exit status other
-    than 0/1, or not one output row per input row) is reported with its error and not repeated."""
+    than 0/1, or not one output row per input row) is reported with its error and not repeated. With `budget`
+    (seconds), no repeat is started that would, at the pace so far, end after it; `on_repeat(results)` is
+    called after each repeat (to save what is measured so far)."""
     results = {m: {"seconds": [], "rss_mb": [], "rows": [], "errors": [], "detail": [], "failed": None} for m in cmds}
     env = dict(champion.env)
     env["PYTHONPATH"] = str(common.REPO) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    start = time.perf_counter()
     for r in range(repeats):
+        elapsed = time.perf_counter() - start
+        if r and budget is not None and elapsed * (r + 1) / r > budget:
+            log(f"  stopping after {r} repeat(s): another would pass --budget {budget:.0f} s")
+            break
+        if r and on_repeat is not None:
+            on_repeat(results)
         for method, (cmd, out) in cmds.items():
             res = results[method]
             if res["failed"]:
                 continue
-            _clear(out)
+            common.clear_output(out)
             m = common.run_measured(cmd, cwd=champion.project, env=env, timeout=timeout)
             rows = _output_rows(out)
             summary = _last_json(m.stderr)
-            _clear(out)
+            common.clear_output(out)
             if m.returncode not in (0, 1) or rows != n:
                 tail = [line for line in m.stderr.strip().splitlines() if line.strip()][-3:]
                 res["failed"] = f"repeat {r + 1}: exit {m.returncode}, {rows}/{n} rows: " + " | ".join(tail)
@@ -169,7 +173,9 @@ def main(argv=None) -> int:
                    help="use the newest cached champion even if the predict-time code or config changed since")
     p.add_argument("--retrain", action="store_true", help="train a new champion even if one is cached")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for one method run")
-    p.add_argument("--json", help="also write the JSON result to this file")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds: start no repeat that would end after this (at the pace so far)")
+    p.add_argument("--json", help="also write the JSON result to this file (updated after every repeat)")
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -183,18 +189,28 @@ def main(argv=None) -> int:
     outdir = args.workdir / "out"
     outdir.mkdir(parents=True, exist_ok=True)
     cmds = method_commands(champion, input_path, outdir, workers, peers, has_flag)
-    results = run_methods(cmds, champion, args.n, args.repeats, args.timeout, log)
-    methods = summarize(results, args.n)
     size = input_path.stat().st_size
-    result = {
-        "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
-        "repeats": args.repeats, "model": champion.uri, "train_overrides": args.train_set,
-        "champion_dir": str(champion.project), "workers_flag": has_flag,
-        "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
-        "methods": methods, "ratios": ratios(methods),
-        "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},
-        "machine_before": before, "machine_after": common.machine(),
-    }
+
+    def build(results: dict, complete: bool) -> dict:
+        methods = summarize(results, args.n)
+        return {
+            "benchmark": "scoring", "command": common.command_line("benchmarks.scoring"), "n": args.n,
+            "repeats": max(len(r["seconds"]) for r in results.values()), "complete": complete,
+            "model": champion.uri, "train_overrides": args.train_set, "champion_dir": str(champion.project),
+            "workers_flag": has_flag,
+            "input": {"path": str(input_path), "file_bytes": size, "mean_text_bytes": round(size / args.n)},
+            "methods": methods, "ratios": ratios(methods),
+            "commands": {m: " ".join(c) for m, (c, _) in cmds.items()},
+            "machine_before": before, "machine_after": common.machine(),
+        }
+
+    def checkpoint(results: dict) -> None:
+        if args.json:  # an interrupted run still leaves the repeats it finished
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(build(results, False), indent=1, default=str) + "\n")
+
+    results = run_methods(cmds, champion, args.n, args.repeats, args.timeout, log, args.budget, checkpoint)
+    result = build(results, True)
     common.emit(result, render(result), args.json)
     return 0
 

@@ -94,3 +94,23 @@ def test_spark_peer_schema_is_the_models_output_schema():
     ddl = peers.spark_result_type(TOPICS)
     names = re.findall(r"(?:<|, )(\w+):", ddl)
     assert names == output_columns(TOPICS)
+
+
+def test_scoring_runs_every_method_reports_failures_and_checkpoints(tmp_path):
+    from benchmarks import scoring
+
+    champion = common.Champion(tmp_path, {}, "models:/x/1", "1", tmp_path, None)
+    write = "import sys; open(sys.argv[1], 'w').write('{}\\n' * int(sys.argv[2]))"
+    (tmp_path / "ok.jsonl.partial").write_text("left over by an interrupted run")
+    cmds = {"floor": ([sys.executable, "-c", write, str(tmp_path / "f.jsonl"), "5"], tmp_path / "f.jsonl"),
+            "tpc-w1": ([sys.executable, "-c", write, str(tmp_path / "ok.jsonl"), "5"], tmp_path / "ok.jsonl"),
+            "pyfunc": ([sys.executable, "-c", write, str(tmp_path / "short.jsonl"), "4"], tmp_path / "short.jsonl")}
+    seen = []
+    results = scoring.run_methods(cmds, champion, 5, 3, None, lambda m: None, on_repeat=lambda r: seen.append(
+        len(r["floor"]["seconds"])))
+    assert seen == [1, 2] and len(results["floor"]["seconds"]) == len(results["tpc-w1"]["seconds"]) == 3
+    assert results["pyfunc"]["seconds"] == [] and "4/5 rows" in results["pyfunc"]["failed"]
+    assert not list(tmp_path.glob("ok.jsonl*"))  # outputs and resume files are cleared
+    methods = scoring.summarize(results, 5)
+    r = scoring.ratios(methods)["tpc-w1"]
+    assert r["vs_floor"] > 0 and r["beats_every_peer"] is None  # a failed peer is not a peer beaten
