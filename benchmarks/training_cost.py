@@ -118,20 +118,28 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=common.DEFAULT_WORKDIR)
-    p.add_argument("--json")
+    p.add_argument("--json", help="also write the JSON result here (updated after every corpus scale)")
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     before = common.machine()
     factors = sorted({int(x) for x in args.scales.split(",") if x.strip()} | {1})
-    scales = []
+    scales: list[dict] = []
+
+    def build(complete: bool) -> dict:
+        return {"benchmark": "training_cost", "command": common.command_line("benchmarks.training_cost"),
+                "overrides": args.set, "complete": complete, "scales": scales, "machine_before": before,
+                "machine_after": common.machine()}
+
     for factor in factors:
         reps = args.repeats if factor == 1 else args.scale_repeats
         scales.append(summarize([train_once(factor, args.set, args.workdir, args.seed, log) for _ in range(reps)],
                                 factor))
-    result = {"benchmark": "training_cost", "command": common.command_line("benchmarks.training_cost"),
-              "overrides": args.set, "scales": scales, "machine_before": before, "machine_after": common.machine()}
+        if args.json:  # an interrupted run still leaves the scales it finished
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(build(False), indent=1, default=str) + "\n")
+    result = build(True)
     common.emit(result, render(result), args.json)
     return 0
 
