@@ -71,6 +71,17 @@ def test_text_without_any_space_is_cut_at_the_limit():
     assert [len(p.text) for p in article.passages] == [800, 800, 400]
 
 
+@pytest.mark.parametrize("limit", [0, -5])
+def test_window_size_below_one_is_refused(limit):
+    with pytest.raises(ValueError, match="max_chars must be at least 1"):
+        read_article("Un texte. Deux textes.", max_chars=limit)
+
+
+def test_tiny_windows_still_cover_the_text():
+    article = read_article("Ankara refuse. Moscou insiste.", max_chars=1)
+    assert "".join(article.texts) == "Ankararefuse.Moscouinsiste."
+
+
 def test_only_boilerplate_gives_no_passages():
     page = "Partager\nPublicité\n12 commentaires\nNewsletter\nLire aussi : autre chose\nQue pensez-vous de cet article ?\nTexte du pied"
     assert read_article(page).passages == []

@@ -148,6 +148,8 @@ def _looks_like_title(line: str) -> bool:
 
 def read_article(text: str, id: str = "", max_chars: int = MAX_PASSAGE_CHARS) -> Article:
     """Parse raw article text into an Article: date header, title, passages (boilerplate dropped)."""
+    if max_chars < 1:  # a window of 0 characters never advances
+        raise ValueError(f"max_chars must be at least 1, got {max_chars}")
     lines = [line for line in _clean(text).split("\n") if line]
     date: str | None = None
     if lines:
