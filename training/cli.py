@@ -53,26 +53,35 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    import datetime
+
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from training.data import load_files
-    from training.evaluate import evaluate_model
+    from training.evaluate import evaluate_report
     from training.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())
-    corpus = load_files(args.data)
-    metrics = evaluate_model(mlflow.pyfunc.load_model(args.model_uri), corpus, TOPICS, prefix="eval")
+    corpus = load_files(args.data)  # bad data fails here, before the model is loaded
+    out = args.out or f"reports/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        model = mlflow.pyfunc.load_model(args.model_uri)
+    except (MlflowException, OSError) as exc:
+        print(f"tpc: error: cannot load model {args.model_uri!r}: {exc}", file=sys.stderr)
+        return 2
+    metrics, paths = evaluate_report(model, corpus, TOPICS, out, name=args.name,
+                                     extra={"model": args.model_uri, "data": ", ".join(corpus.files)})
     print(json.dumps(metrics, indent=1))
+    print(f"report: {out} ({len(paths)} files: {', '.join(p.name for p in paths)})", file=sys.stderr)
     return 0
 
 
 def _cmd_promote(args) -> int:
-    import mlflow
-
-    from training.config import load_config
     from mlflow.exceptions import MlflowException
 
+    from training.config import load_config
     from training.registry import promote
     from training.tracking import setup
 
@@ -117,9 +126,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--table", action="store_true", help="print a short table of the results")
     s.set_defaults(func=_cmd_score)
 
-    e = sub.add_parser("evaluate", help="evaluation report of any model on a labelled JSONL file")
-    e.add_argument("model_uri")
-    e.add_argument("data", nargs="+")
+    e = sub.add_parser("evaluate", help="evaluation report of any model on labelled JSONL files")
+    e.add_argument("model_uri", help="e.g. models:/turkey-policy@champion, runs:/ID/model or an exported directory")
+    e.add_argument("data", nargs="+", help="labelled JSONL files or glob patterns")
+    e.add_argument("--out", help="report directory (default reports/<timestamp>)")
+    e.add_argument("--name", default="eval", help="file name prefix of the report (default eval)")
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("promote", help="move @champion to a candidate if it is not worse on the frozen set")
