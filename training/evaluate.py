@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,43 +47,104 @@ def stance_metrics(y_true, y_pred, prefix: str) -> dict[str, float]:
     return out
 
 
-def worst_topic_errors(texts, Y, P, thresholds, labels, k: int = 25) -> list[dict]:
-    """The most confident wrong topic decisions: (passage, gold, predicted, score)."""
+def worst_topic_errors(texts, Y, P, thresholds, labels, k: int = 25, D=None) -> list[dict]:
+    """The most confident wrong topic decisions: (passage, gold, predicted, score), farthest from the threshold
+    first. D: the decisions when they are not P >= thresholds (a model's own)."""
+    D = (np.asarray(P) >= np.asarray(thresholds)) if D is None else np.asarray(D).astype(bool)
     errors = []
     for i, text in enumerate(texts):
         for j, t in enumerate(labels):
-            wrong = (P[i, j] >= thresholds[j]) != bool(Y[i, j])
-            if wrong:
-                errors.append({"text": text, "topic": t, "gold": bool(Y[i, j]), "predicted": bool(not Y[i, j]),
-                               "score": float(P[i, j]), "margin": float(abs(P[i, j] - thresholds[j]))})
+            if bool(D[i, j]) != bool(Y[i, j]):
+                margin = abs(P[i, j] - thresholds[j]) if np.isfinite(thresholds[j]) else abs(P[i, j] - 0.5)
+                errors.append({"text": text, "topic": t, "gold": bool(Y[i, j]), "predicted": bool(D[i, j]),
+                               "score": float(P[i, j]), "margin": float(margin)})
     return sorted(errors, key=lambda e: -e["margin"])[:k]
 
 
-def worst_stance_errors(texts, topics, gold, proba, k: int = 25) -> list[dict]:
-    pred = np.asarray(STANCES)[proba.argmax(1)]
+def worst_stance_errors(texts, topics, gold, proba, k: int = 25, pred=None) -> list[dict]:
+    """The most confident wrong stances on gold topics: (passage, topic, gold, predicted, confidence)."""
+    pred = np.asarray(STANCES)[proba.argmax(1)] if pred is None else np.asarray(pred)
     errors = [{"text": x, "topic": t, "gold": g, "predicted": str(p), "confidence": float(pr.max())}
               for x, t, g, p, pr in zip(texts, topics, gold, pred, proba) if g != p]
     return sorted(errors, key=lambda e: -e["confidence"])[:k]
 
 
+def confusion_labels(gold, pred) -> list[str]:
+    """STANCES, then any other predicted value (e.g. `mixed`, or a topic the model missed), in a stable order."""
+    return list(STANCES) + sorted({str(p) for p in pred} - set(STANCES))
+
+
+def report_tables(labels, Y, D, stance_gold, stance_pred) -> dict:
+    """Per-label precision/recall/F1/support, micro/macro F1, and stance per class: the report's numbers.
+    A predicted stance outside STANCES (a missed topic, `mixed`) counts as `none`, as in `scored_metrics`; the
+    confusion matrix keeps it in a column of its own."""
+    stance_pred = [p if p in STANCES else "none" for p in stance_pred]
+    m = topic_metrics(Y, D, labels, "topic")
+    table = {"topic": {t: {k: m[f"topic_{t}_{k}"] for k in ("precision", "recall", "f1", "support")} for t in labels},
+             "topic_micro_f1": m["topic_micro_f1"], "topic_macro_f1": m["topic_macro_f1"]}
+    if len(stance_gold):
+        s = stance_metrics(stance_gold, stance_pred, "stance")
+        p, r, f, n = precision_recall_fscore_support(list(stance_gold), list(stance_pred), labels=list(STANCES),
+                                                     zero_division=0)
+        table["stance"] = {c: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]),
+                               "support": float(n[k])} for k, c in enumerate(STANCES)}
+        table.update({k: s[k] for k in ("stance_macro_f1", "stance_favor_against_f1", "stance_accuracy")})
+    return table
+
+
+def _markdown(name: str, labels, tables: dict, thresholds, paths: list[Path], extra: dict | None) -> str:
+    lines = [f"# Evaluation report: {name}", ""]
+    for k, v in (extra or {}).items():
+        lines.append(f"- {k}: {v}")
+    lines += ["", "| topic | precision | recall | F1 | support | threshold |", "|---|---|---|---|---|---|"]
+    for j, t in enumerate(labels):
+        r = tables["topic"][t]
+        lines.append(f"| {t} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {int(r['support'])} | "
+                     f"{thresholds[j]:.3f} |")
+    lines += ["", f"micro F1 {tables['topic_micro_f1']:.3f}, macro F1 {tables['topic_macro_f1']:.3f}", ""]
+    if "stance" in tables:
+        lines += ["| stance | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        for c, r in tables["stance"].items():
+            lines.append(f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {int(r['support'])} |")
+        lines += ["", f"stance macro F1 {tables['stance_macro_f1']:.3f}, favor/against F1 "
+                      f"{tables['stance_favor_against_f1']:.3f}, accuracy {tables['stance_accuracy']:.3f}", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in paths if p.suffix == ".png"]
+    lines += [""] + [f"- [{p.name}]({p.name})" for p in paths if p.suffix == ".json"]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(out_dir: str | Path, *, labels, Y, P, thresholds, stance_gold, stance_proba, name: str,
-                 texts=None, stance_texts=None, stance_topics=None) -> list[Path]:
-    """Plots (PR curve and calibration per topic, stance confusion matrix) and JSON tables, into out_dir."""
+                 texts=None, stance_texts=None, stance_topics=None, D=None, stance_pred=None,
+                 extra: dict | None = None) -> list[Path]:
+    """The evaluation report, into out_dir: PR curve and calibration per topic and the stance confusion matrix
+    (PNG), the per-label and stance tables (`{name}_metrics.json`), the thresholds, the worst errors, and a
+    `{name}_report.md` that shows them together.
+
+    D: the binary topic decisions (default P >= thresholds); stance_pred: the predicted stance per gold
+    (passage, topic) pair (default the argmax of stance_proba); extra: lines for the summary (model, data...)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.calibration import calibration_curve
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay
+    from sklearn.metrics import PrecisionRecallDisplay
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    Y, P, thresholds = np.asarray(Y), np.asarray(P, dtype=float), np.asarray(thresholds, dtype=float)
+    D = (P >= thresholds).astype(int) if D is None else np.asarray(D).astype(int)
+    if stance_pred is None:
+        stance_pred = np.asarray(STANCES)[np.asarray(stance_proba).argmax(1)] if len(stance_gold) else []
+    stance_pred = [str(p) for p in stance_pred]
     paths: list[Path] = []
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6))
     for j, t in enumerate(np.atleast_1d(axes)):
         lab = labels[j]
         if Y[:, j].any():
             PrecisionRecallDisplay.from_predictions(Y[:, j], P[:, j], ax=t, name=lab)
+            tp = int((D[:, j] & Y[:, j]).sum())
+            t.plot(tp / Y[:, j].sum(), tp / max(1, D[:, j].sum()), "o", color="tab:red", label="decision")
+            t.legend(loc="lower left")
         t.set_title(f"{lab} (threshold {thresholds[j]:.2f})")
     fig.tight_layout()
     paths.append(out / f"{name}_pr_curves.png")
@@ -104,44 +166,133 @@ def write_report(out_dir: str | Path, *, labels, Y, P, thresholds, stance_gold, 
     plt.close(fig)
 
     if len(stance_gold):
-        pred = np.asarray(STANCES)[np.asarray(stance_proba).argmax(1)]
-        cm = confusion_matrix(stance_gold, pred, labels=list(STANCES))
-        fig, ax = plt.subplots(figsize=(4.2, 3.8))
-        ConfusionMatrixDisplay(cm, display_labels=list(STANCES)).plot(ax=ax, colorbar=False)
+        classes = confusion_labels(stance_gold, stance_pred)
+        cm = confusion_matrix(list(stance_gold), stance_pred, labels=classes)[: len(STANCES)]  # gold: STANCES only
+        fig, ax = plt.subplots(figsize=(1.3 * len(classes) + 1.6, 3.6))
+        ax.imshow(cm, cmap="Blues")
+        for (r, c), v in np.ndenumerate(cm):
+            ax.text(c, r, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks(range(len(classes)), classes)
+        ax.set_yticks(range(len(STANCES)), list(STANCES))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
         ax.set_title("stance (gold topics)")
         fig.tight_layout()
         paths.append(out / f"{name}_stance_confusion.png")
         fig.savefig(paths[-1], dpi=90)
         plt.close(fig)
         (out / f"{name}_stance_confusion.json").write_text(
-            json.dumps({"labels": list(STANCES), "matrix": cm.tolist()}, indent=1))
+            json.dumps({"labels": classes, "rows": "gold (the first three labels)", "columns": "predicted",
+                        "matrix": cm.tolist()}, indent=1))
         paths.append(out / f"{name}_stance_confusion.json")
     (out / f"{name}_thresholds.json").write_text(json.dumps(dict(zip(labels, map(float, thresholds))), indent=1))
     paths.append(out / f"{name}_thresholds.json")
+    tables = report_tables(labels, Y, D, list(stance_gold), stance_pred)
+    (out / f"{name}_metrics.json").write_text(json.dumps(tables, indent=1))
+    paths.append(out / f"{name}_metrics.json")
     if texts is not None:
-        errs = {"topic": worst_topic_errors(texts, Y, P, thresholds, labels)}
+        errs = {"topic": worst_topic_errors(texts, Y, P, thresholds, labels, D=D)}
         if stance_texts is not None and len(stance_gold):
-            errs["stance"] = worst_stance_errors(stance_texts, stance_topics, stance_gold, np.asarray(stance_proba))
+            errs["stance"] = worst_stance_errors(stance_texts, stance_topics, stance_gold, np.asarray(stance_proba),
+                                                 pred=stance_pred)
         (out / f"{name}_worst_errors.json").write_text(json.dumps(errs, ensure_ascii=False, indent=1))
         paths.append(out / f"{name}_worst_errors.json")
+    (out / f"{name}_report.md").write_text(_markdown(name, labels, tables, thresholds, paths, extra), encoding="utf-8")
+    paths.append(out / f"{name}_report.md")
     return paths
+
+
+@dataclass
+class Scored:
+    """A labelled corpus scored through a model: what both the metrics and the report are computed from."""
+    Y: np.ndarray  # gold topics (n, labels)
+    P: np.ndarray  # the model's topic probability per passage (n, labels)
+    D: np.ndarray  # its topic decisions
+    thresholds: np.ndarray
+    threshold_source: str
+    stance_texts: list
+    stance_topics: list
+    stance_gold: list
+    stance_pred: list  # the model's stance for each gold (passage, topic); MISSED when it did not find the topic
+    stance_proba: np.ndarray  # (pairs, 3) mean stance probabilities in STANCES order; zeros when missed
+    errors: list  # (id, error) of rows the model could not score
+
+
+MISSED = "topic missed"
+
+
+def _model_thresholds(model, out, labels) -> tuple[np.ndarray, str]:
+    """The decision thresholds: the project's bundle when the model is one, else read off its decisions."""
+    try:
+        bundle = model.unwrap_python_model().bundle
+        if bundle.aggregator is not None:
+            return np.asarray(bundle.aggregator.thresholds_, dtype=float), "article aggregator (model bundle)"
+        return np.asarray(bundle.thresholds, dtype=float), "passage thresholds (model bundle)"
+    except Exception:  # any other pyfunc with the same output schema
+        vals = []
+        for t in labels:
+            pos = out.loc[out[t].fillna(False).astype(bool), f"{t}_prob"].astype(float)
+            vals.append(float(pos.min()) if len(pos) else float("nan"))
+        return np.asarray(vals), "lowest probability decided positive (inferred from the output)"
+
+
+def score_corpus(model, corpus, labels) -> Scored:
+    """Every labelled passage through a loaded pyfunc model, each passage as a one-passage article."""
+    import pandas as pd
+
+    out = model.predict(pd.DataFrame({"id": [e.id for e in corpus.examples], "text": corpus.texts}))
+    if len(out) != len(corpus):
+        raise ValueError(f"the model returned {len(out)} rows for {len(corpus)} passages")
+    Y = corpus.topic_matrix(labels)
+    P = np.column_stack([pd.to_numeric(out[f"{t}_prob"], errors="coerce").fillna(0.0).to_numpy() for t in labels])
+    D = np.column_stack([[int(bool(r)) if pd.notna(r) else 0 for r in out[t]] for t in labels])
+    thresholds, source = _model_thresholds(model, out, labels)
+    texts, topics, gold, pred, proba = [], [], [], [], []
+    for i, e in enumerate(corpus.examples):
+        for t in e.topics:
+            s = out[f"{t}_stance"].iloc[i]
+            texts.append(e.text)
+            topics.append(t)
+            gold.append(e.stance[t])
+            found = bool(D[i, labels.index(t)])
+            pred.append(str(s) if found and isinstance(s, str) else MISSED)
+            proba.append([float(v) if found and pd.notna(v := out[f"{t}_{c}"].iloc[i]) else 0.0 for c in STANCES])
+    errors = [(str(r["id"]), r["error"]) for _, r in out.iterrows() if isinstance(r["error"], str)]
+    return Scored(Y, P, D, thresholds, source, texts, topics, gold, pred, np.asarray(proba).reshape(-1, len(STANCES)),
+                  errors)
+
+
+def scored_metrics(sc: Scored, labels, prefix: str) -> dict[str, float]:
+    """Topic decisions against gold; stance on every gold topic, a topic the model missed (or called `mixed` in a
+    one-passage article) counting as `none`: the answer a user of the article output gets."""
+    metrics = topic_metrics(sc.Y, sc.D, labels, f"{prefix}_topic")
+    metrics.update(stance_metrics(sc.stance_gold, [p if p in STANCES else "none" for p in sc.stance_pred],
+                                  f"{prefix}_stance"))
+    metrics[f"{prefix}_n"] = float(len(sc.Y))
+    metrics[f"{prefix}_rows_with_errors"] = float(len(sc.errors))
+    return metrics
 
 
 def evaluate_model(model, corpus, labels, prefix: str = "eval") -> dict[str, float]:
     """Score every labelled passage through a loaded pyfunc model (each passage as a one-passage article) and
-    measure topic decisions and, on the gold topics it also predicts, Turkey's stance."""
-    import pandas as pd
+    measure topic decisions and Turkey's stance on every gold topic (see `scored_metrics`)."""
+    return scored_metrics(score_corpus(model, corpus, tuple(labels)), tuple(labels), prefix)
 
-    out = model.predict(pd.DataFrame({"id": [e.id for e in corpus.examples], "text": corpus.texts}))
-    Y = corpus.topic_matrix(labels)
-    D = np.array([[int(bool(r)) for r in out[t]] for t in labels]).T
-    metrics = topic_metrics(Y, D, labels, f"{prefix}_topic")
-    gold, pred = [], []
-    for i, e in enumerate(corpus.examples):
-        for t in e.topics:
-            s = out[f"{t}_stance"].iloc[i]
-            gold.append(e.stance[t])
-            pred.append(s if isinstance(s, str) and s in STANCES else "none")
-    metrics.update(stance_metrics(gold, pred, f"{prefix}_stance"))
-    metrics[f"{prefix}_n"] = float(len(corpus))
-    return metrics
+
+def evaluate_report(model, corpus, labels, out_dir: str | Path, name: str = "eval",
+                    extra: dict | None = None) -> tuple[dict[str, float], list[Path]]:
+    """The metrics of `evaluate_model` and the same report a training run logs, for any model and labelled data."""
+    labels = tuple(labels)
+    sc = score_corpus(model, corpus, labels)
+    metrics = scored_metrics(sc, labels, name)
+    extra = {**(extra or {}), "passages": len(corpus), "decision thresholds": sc.threshold_source,
+             "rows the model could not score": len(sc.errors)}
+    paths = write_report(out_dir, labels=labels, Y=sc.Y, P=sc.P, thresholds=sc.thresholds,
+                         stance_gold=sc.stance_gold, stance_proba=sc.stance_proba, name=name, texts=corpus.texts,
+                         stance_texts=sc.stance_texts, stance_topics=sc.stance_topics, D=sc.D,
+                         stance_pred=sc.stance_pred, extra=extra)
+    out = Path(out_dir)
+    (out / f"{name}_scalar_metrics.json").write_text(json.dumps(metrics, indent=1))
+    if sc.errors:
+        (out / f"{name}_row_errors.json").write_text(json.dumps(sc.errors, ensure_ascii=False, indent=1))
+    return metrics, paths + [out / f"{name}_scalar_metrics.json"] + ([out / f"{name}_row_errors.json"] if sc.errors else [])

@@ -92,6 +92,19 @@ def evaluate_on_seeds(bundle: Bundle, seeds: Corpus, seeds_dir: str, labels, pre
     return metrics
 
 
+def cross_validate(cfg: TrainConfig, train: Corpus, folds, lexicon, labels):
+    """Out-of-fold topic probabilities, the thresholds chosen on them, the cv_* metrics and the out-of-fold
+    stance pairs: (Y, P, thresholds, metrics, (texts, topics, gold, proba)). Sweep trials score on this alone."""
+    Y = train.topic_matrix(labels)
+    P = oof_topic(cfg, train, folds, lexicon, labels)
+    thresholds = choose_thresholds(Y, P, cfg.topic.min_threshold)
+    metrics = topic_metrics(Y, (P >= thresholds).astype(int), labels, "cv_topic")
+    metrics.update({f"threshold_{t}": float(v) for t, v in zip(labels, thresholds)})
+    s_texts, s_topics, s_gold, s_proba = oof_stance(cfg, train, folds, lexicon, labels)
+    metrics.update(stance_metrics(s_gold, np.asarray(STANCES)[s_proba.argmax(1)], "cv_stance"))
+    return Y, P, thresholds, metrics, (s_texts, s_topics, s_gold, s_proba)
+
+
 def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | None = None) -> dict:
     """Train, log and register; a failure after the final fit keeps the fitted model on disk (failed_runs/)."""
     from training import tracking
@@ -120,10 +133,10 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
     folds = make_folds(train, cfg.splits, cfg.seed, labels)
     rng = np.random.default_rng(cfg.seed)
 
-    with mlflow.start_run(run_name=cfg.name) as run:
+    with mlflow.start_run(run_name=cfg.name, nested=True) as run:  # nested: a sweep's final run sits under it
         mlflow.log_params(flatten(cfg))
         mlflow.log_text(to_yaml(cfg), "config/resolved.yaml")
-        mlflow.set_tags({**tracking.git_info(), "seed": str(cfg.seed), "config_path": str(config_path or ""),
+        mlflow.set_tags({**tracking.git_info(tracking.PACKAGE_DIR), "seed": str(cfg.seed), "config_path": str(config_path or ""),
                          "tracking_uri": uri, "family": cfg.model.family})
         mlflow.log_dict(tracking.package_versions(), "lineage/packages.json")
         tracking.log_dataset(train, "written_passages", "training")
@@ -132,13 +145,8 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
 
         # 1. Cross-validation on the written passages (grouped by event, near-duplicates together).
         fit_t = time.perf_counter()
-        Y = train.topic_matrix(labels)
-        P = oof_topic(cfg, train, folds, lexicon, labels)
-        thresholds = choose_thresholds(Y, P, cfg.topic.min_threshold)
-        metrics = topic_metrics(Y, (P >= thresholds).astype(int), labels, "cv_topic")
-        metrics.update({f"threshold_{t}": float(v) for t, v in zip(labels, thresholds)})
-        s_texts, s_topics, s_gold, s_proba = oof_stance(cfg, train, folds, lexicon, labels)
-        metrics.update(stance_metrics(s_gold, np.asarray(STANCES)[s_proba.argmax(1)], "cv_stance"))
+        Y, P, thresholds, metrics, (s_texts, s_topics, s_gold, s_proba) = cross_validate(cfg, train, folds, lexicon,
+                                                                                         labels)
 
         # 2. Article-level decision, learned on composite articles of out-of-fold passage scores.
         aggregator = None
