@@ -248,6 +248,7 @@ def test_champion_bundle_is_safetensors_and_scores_seed_articles(pipeline, tmp_p
     with in_store(project, uri):  # models:/ resolves through the process-wide registry URI
         local = Path(mlflow.artifacts.download_artifacts("models:/turkey-policy@champion",
                                                          dst_path=str(tmp_path / "m")))
+        champion = mlflow.pyfunc.load_model("models:/turkey-policy@champion")
     bundle = local / "artifacts" / "bundle"
     for task in ("topic", "stance"):
         assert (bundle / task / "model" / "model.safetensors").is_file()
@@ -258,7 +259,7 @@ def test_champion_bundle_is_safetensors_and_scores_seed_articles(pipeline, tmp_p
 
     seeds = sorted((project / "seeds").glob("*.txt"))
     frame = pd.DataFrame({"id": [p.stem for p in seeds], "text": [p.read_text(encoding="utf-8") for p in seeds]})
-    direct = mlflow.pyfunc.load_model(str(local)).predict(frame)
+    direct = champion.predict(frame)
     assert list(direct.columns) == output_columns() and direct["error"].isna().all()
     assert (direct["n_passages"] > 1).all()  # long articles are split into passages and rolled up
 
