@@ -43,8 +43,8 @@ MEDIATION = [f"Ankara accueille à Istanbul des pourparlers de paix pour {c}." f
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """On 2 cores shared with other jobs, OpenMP threads spin-wait on each other: a tiny-model step measured
-    0.05 s with one thread and 1.6-4.5 s with two. CI with dedicated cores would not need this."""
+    """On 2 cores shared with other jobs, OpenMP threads spin-wait on each other and two threads make a
+    tiny-model step many times slower than one. CI with dedicated cores would not need this."""
     import torch
 
     before = torch.get_num_threads()
