@@ -113,15 +113,21 @@ def summarize(results: dict, n: int) -> dict:
 
 
 def ratios(methods: dict) -> dict:
-    """Per scorer configuration: its median rate divided by the floor's and by each peer's."""
+    """Per scorer configuration: its rate over the floor's and over each peer's. `vs_X` divides the medians;
+    `paired_vs_X` is the median (and range) of the ratios within each repeat, where the methods ran minutes
+    apart, which a machine whose load changes between repeats distorts less."""
     rate = {m: v["articles_per_s"]["median"] for m, v in methods.items() if "articles_per_s" in v}
+    secs = {m: v["seconds"]["values"] for m, v in methods.items() if "seconds" in v}
     peers = [m for m in rate if m in ("pyfunc", "spark")]
+    failed_peers = [p for p in ("pyfunc", "spark") if p in methods and p not in rate]
     out = {}
     for m in (m for m in rate if m.startswith("tpc-")):
         out[m] = {"vs_floor": rate[m] / rate["floor"] if "floor" in rate else None,
                   **{f"vs_{p}": rate[m] / rate[p] for p in peers}}
+        for other in [o for o in ("floor", *peers) if o in secs]:
+            pairs = [b / a for a, b in zip(secs[m], secs[other])]
+            out[m][f"paired_vs_{other}"] = common.stats(pairs) if pairs else None
         out[m]["meets_half_floor"] = out[m]["vs_floor"] >= 0.5 if out[m]["vs_floor"] is not None else None
-        failed_peers = [p for p in ("pyfunc", "spark") if p in methods and p not in rate]
         out[m]["beats_every_peer"] = (all(out[m][f"vs_{p}"] > 1 for p in peers) if peers and not failed_peers
                                       else None)
     return out
@@ -151,9 +157,13 @@ def render(result: dict) -> str:
     verdict = {True: "beats every peer", False: "does NOT beat every peer", None: "not every peer measured"}
     for m, r in result["ratios"].items():
         peer_txt = ", ".join(f"{k[3:]} x{v:.2f}" for k, v in r.items() if k.startswith("vs_") and k != "vs_floor")
+        paired = ", ".join(f"{k[len('paired_vs_'):]} x{v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]"
+                           for k, v in r.items() if k.startswith("paired_vs_") and v)
         floor_txt = "floor not measured" if r["vs_floor"] is None else \
             f"{r['vs_floor']:.2f} of the floor ({'meets' if r['meets_half_floor'] else 'MISSES'} >= 0.5)"
         lines.append(f"{m}: {floor_txt}; vs peers: {peer_txt or 'n/a'} ({verdict[r['beats_every_peer']]})")
+        if paired:
+            lines.append(f"    within each repeat (median [min-max]): {paired}")
     if not result["workers_flag"]:
         lines.append("`tpc score` has no --workers flag: only 1 worker measured.")
     return "\n".join(lines)
@@ -176,8 +186,14 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None,
                    help="seconds: start no repeat that would end after this (at the pace so far)")
     p.add_argument("--json", help="also write the JSON result to this file (updated after every repeat)")
+    p.add_argument("--render", metavar="JSON", help="print the table of a saved result again (ratios recomputed)")
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        result["ratios"] = ratios(result["methods"])
+        print(render(result))
+        return 0
 
     before = common.machine()
     champion = common.ensure_champion(args.workdir, args.retrain, log, args.train_set, args.reuse_latest)
