@@ -1,1 +1,1 @@
-"""Benchmarks of scoring throughput, memory, training cost and MLflow overhead (see README.md)."""
+"""Benchmarks of scoring throughput, memory, training cost and MLflow overhead, and of the offline encoders (speed, SIB-200 accuracy) (see README.md)."""
