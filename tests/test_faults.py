@@ -187,4 +187,4 @@ def test_registry_failure_after_fitting_keeps_the_model_and_relog_works(tiny_pro
     assert version.run_id == run_id
     model = mlflow.pyfunc.load_model(f"models:/turkey-policy/{version.version}")
     again = model.predict(pd.DataFrame({"text": ["Ankara refuse de livrer des drones à Kiev."]}))
-    pd.testing.assert_frame_equal(again, out)
+    pd.testing.assert_frame_equal(again, out, check_dtype=False)  # the served schema may use pandas string dtypes
