@@ -16,7 +16,10 @@ class TurkeyPolicyModel(PythonModel):
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         max_chars = int((params or {}).get("max_chars", 200_000))
-        return self.bundle.predict_frame(model_input, max_chars=max_chars)
+        out = self.bundle.predict_frame(model_input, max_chars=max_chars)
+        # None, not NaN, for missing values: pandas 3 stores them as NaN, which `mlflow models serve` writes as
+        # the non-JSON token NaN.
+        return out.astype(object).where(out.notna(), None)
 
 
 mlflow.models.set_model(TurkeyPolicyModel())
