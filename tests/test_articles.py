@@ -116,8 +116,6 @@ def test_abbreviations_do_not_end_sentences():
         "M. Fidan a parlé.", "Mme Dupont aussi.", "Le 3 av. J.-C. Rien."]
 
 
-@pytest.mark.xfail(strict=True, reason="the splitter drops a closing quote at a sentence cut; fixing it changes a "
-                   "seed passage (seeds/003 #7) and its gold digest, so it waits for a re-keying of seeds_gold")
 def test_closing_quote_kept_at_sentence_cut():
     assert split_sentences("Il a dit « non. » Ensuite il est parti.") == ["Il a dit « non. »", "Ensuite il est parti."]
 

@@ -44,7 +44,8 @@ _DATE_PREFIX = re.compile(r"^\s*date\s+(\d{4}-\d{2}(?:-\d{2})?)\b\s*")
 _DMY_LINE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{2}|\d{4})$")
 _TIME_LINE = re.compile(r"^\d{1,2}[:h]\d{2}$")
 # A sentence ends at . ! ? or … (optionally followed by a closing quote) before a capital or an opening quote.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])(?:\s?[»\"”’)])?\s+(?=[«\"“(]?\s?[A-ZÀ-ÖØ-Þ0-9])")
+# The closing quote after the end mark is captured so it stays with its sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])(\s?[»\"”’)])?\s+(?=[«\"“(]?\s?[A-ZÀ-ÖØ-Þ0-9])")
 _ABBREVIATIONS = re.compile(r"(?:\b(?:M|MM|Mme|Dr|St|Ste|art|av|J\.-C|etc|cf|p|n°|No|vol|ch)|\b[A-Z])\.$")
 _ABBREVIATION_TAIL = 8  # longest abbreviation ("J.-C.") plus the character its \b looks at
 
@@ -81,7 +82,8 @@ def text_digest(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    pieces = _SENTENCE_END.split(text)
+    parts = _SENTENCE_END.split(text)  # [sentence, closing quote or None, sentence, ...]
+    pieces = [p + (parts[i + 1] or "") if i + 1 < len(parts) else p for i, p in enumerate(parts) if i % 2 == 0]
     # Each sentence is held as its pieces and joined once: re-joining a growing string, and searching all of
     # it, made "A. B. C. ..." quadratic (a 1 MB run of initials took 15 s).
     sentences: list[list[str]] = []
