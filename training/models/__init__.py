@@ -114,3 +114,21 @@ def load_skops(path: Path):
             "project (a new model family must add its own classes to TRUSTED_TYPES)."
         )
     return sio.load(path, trusted=asked)
+
+
+def requirements_for(config: dict) -> list[str]:
+    """Pinned extra pip requirements a logged model needs for the families of its two tasks (`config`: a dumped
+    TrainConfig); the core requirements come from training.tracking.pip_requirements."""
+    sections = [config.get("model") or {}, config.get("stance_model") or config.get("model") or {}]
+    extra: list[str] = []
+    for section in sections:
+        family = section.get("family")
+        if family == "transformer":
+            from training.models.transformer import requirements
+
+            extra += requirements()
+        elif family == "embedding_linear":
+            from training.models.embedding import requirements
+
+            extra += requirements(section)
+    return list(dict.fromkeys(extra))
