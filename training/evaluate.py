@@ -93,10 +93,8 @@ def report_tables(labels, Y, D, stance_gold, stance_pred) -> dict:
 
 
 def _markdown(name: str, labels, tables: dict, thresholds, paths: list[Path], extra: dict | None) -> str:
-    lines = [f"# Evaluation report: {name}", ""]
-    for k, v in (extra or {}).items():
-        lines.append(f"- {k}: {v}")
-    lines += ["", "| topic | precision | recall | F1 | support | threshold |", "|---|---|---|---|---|---|"]
+    lines = [f"# Evaluation report: {name}", ""] + [f"- {k}: {v}" for k, v in (extra or {}).items()]
+    lines += ([""] if extra else []) + ["| topic | precision | recall | F1 | support | threshold |", "|---|---|---|---|---|---|"]
     for j, t in enumerate(labels):
         r = tables["topic"][t]
         lines.append(f"| {t} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {int(r['support'])} | "
