@@ -28,6 +28,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the server gets SIGTERM if pytest itself is killed (a timeout), instead of lingering."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,7 +81,7 @@ def served(trained, tmp_path_factory):
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=die_with_parent)
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", proc, 120, log)
         yield f"http://127.0.0.1:{port}"
