@@ -64,7 +64,7 @@ def _cmd_evaluate(args) -> int:
 
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())
-    corpus = load_files(args.data)  # bad data fails here, before the model is loaded
+    corpus = load_files(args.data, key="tpc evaluate DATA")  # bad data fails here, before the model is loaded
     out = args.out or f"reports/{datetime.datetime.now():%Y%m%d-%H%M%S}"
     try:
         model = mlflow.pyfunc.load_model(args.model_uri)

@@ -20,7 +20,7 @@ class Decision:
 def frozen_corpus(pattern: str):
     from training.data import load_files
 
-    return load_files([pattern]) if glob.glob(pattern) else None
+    return load_files([pattern], key="promotion.eval_data") if glob.glob(pattern) else None
 
 
 def _metric_for(model_uri: str, corpus, metric: str) -> dict:
