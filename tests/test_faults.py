@@ -78,6 +78,14 @@ def no_fitting(monkeypatch):
     monkeypatch.setattr(train_module, "load_files", forbidden)
 
 
+@pytest.fixture
+def project(tmp_path):
+    """A fresh copy of the project per test: the session copy may already hold another test's mlruns/."""
+    from conftest import copy_project
+
+    return copy_project(tmp_path)
+
+
 def _tpc_train(project: Path, uri: str, monkeypatch, capsys) -> tuple[int, str, float]:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(project)
