@@ -67,3 +67,15 @@ def champion(trained):
     import mlflow
 
     return mlflow.pyfunc.load_model("models:/turkey-policy@champion")
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uris():
+    """Put MLflow's process-wide tracking and registry URIs back after each test: a test that trains in-process
+    into its own store (tpc train sets them) must not point later tests' clients at that store."""
+    import mlflow
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    yield
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
