@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from training import STANCES, TOPICS
 from training.models.focus import focus_text, topic_block
-from training.models.tfidf import text_features
+from training.models.tfidf import fit_label_heads, predict_label_heads, text_features
 
 
 class EncoderMismatchError(RuntimeError):
@@ -103,20 +103,11 @@ class EmbeddingLinearTopic(_Embeds, BaseEstimator, ClassifierMixin):
             groups = (self.lexicon or {}).get("topics")
             self.features_ = text_features(self.word_ngrams, self.char_ngrams, lexicon_groups=groups)
         F = self._features(X, fit=True)
-        self.heads_ = []
-        for j in range(Y.shape[1]):
-            if len(np.unique(Y[:, j])) < 2:  # a label absent (or always present) in this fold: constant output
-                self.heads_.append(float(Y[0, j]) if len(Y) else 0.0)
-                continue
-            head = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                      random_state=self.random_state)
-            self.heads_.append(head.fit(F, Y[:, j]))
+        self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        F = self._features(X)
-        cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in self.heads_]
-        return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
+        return predict_label_heads(self.heads_, self._features(X))
 
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X) >= 0.5).astype(int)

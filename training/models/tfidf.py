@@ -50,6 +50,24 @@ def text_features(word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, sublinea
     return FeatureUnion(parts)
 
 
+def fit_label_heads(F, Y, C, class_weight, max_iter, random_state) -> list:
+    """One logistic regression per label column of Y; a label absent (or always present) in this fit becomes its
+    constant probability."""
+    heads = []
+    for j in range(Y.shape[1]):
+        if len(np.unique(Y[:, j])) < 2:
+            heads.append(float(Y[0, j]) if len(Y) else 0.0)
+            continue
+        head = LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, random_state=random_state)
+        heads.append(head.fit(F, Y[:, j]))
+    return heads
+
+
+def predict_label_heads(heads, F) -> np.ndarray:
+    cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in heads]
+    return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
+
+
 class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
     """Multi-label topic classifier: one logistic regression per topic over shared TF-IDF features."""
 
@@ -76,21 +94,11 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
         self.features_ = text_features(self.word_ngrams, self.char_ngrams, self.hash_bits,
                                        self.sublinear_tf, groups, self.min_df)
         F = self.features_.fit_transform(list(X))
-        self.heads_ = []
-        for j in range(Y.shape[1]):
-            head = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
-                                      random_state=self.random_state)
-            if len(np.unique(Y[:, j])) < 2:  # a label absent (or always present) in this fold: constant output
-                head = float(Y[0, j]) if len(Y) else 0.0
-            else:
-                head.fit(F, Y[:, j])
-            self.heads_.append(head)
+        self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        F = self._features(X)
-        cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in self.heads_]
-        return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
+        return predict_label_heads(self.heads_, self._features(X))
 
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X) >= 0.5).astype(int)
