@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from training.aggregate import (N_FEATURES, ArticleAggregator, article_features, best_f1_threshold,
                                 composite_articles, is_theatre)
@@ -85,3 +86,35 @@ def test_aggregator_with_a_constant_label_and_best_threshold():
     assert np.all(agg.predict_proba(F)[:, 0] == 0.0)
     assert best_f1_threshold(np.array([1, 1, 0, 0]), np.array([0.9, 0.8, 0.3, 0.1])) == 0.55
     assert best_f1_threshold(np.array([0, 0]), np.array([0.9, 0.1])) == 0.5
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_batched_article_decisions_match_one_article_at_a_time(learned):
+    """Scoring rolls up a whole chunk of articles in one call; each article's decision is its own."""
+    from training.bundle import Bundle
+
+    rng = np.random.default_rng(0)
+    F, G = _synthetic_articles(rng, 60)
+    agg = ArticleAggregator(labels=("t",)).fit(F, G) if learned else None
+    bundle = Bundle(None, None, ("t",), [0.5], aggregator=agg)
+    Ps = [rng.random((n, 1)) for n in (1, 5, 0, 12, 3, 30)]
+    cues = [rng.integers(0, 2, (len(P), 1)).astype(float) for P in Ps]
+    prob, decided = bundle.articles_decisions(Ps, cues)
+    assert decided.any() and not decided.all()
+    for i, (P, c) in enumerate(zip(Ps, cues)):
+        one_prob, one_decided = bundle.article_decisions(P, c)
+        assert np.allclose(prob[i], one_prob, rtol=0, atol=1e-12)
+        assert decided[i].tolist() == one_decided.tolist()
+    assert not decided[2].any() and not prob[2].any()  # no passages: nothing decided
+
+
+def test_roll_up_gives_an_article_the_same_bits_in_any_batch():
+    """`tpc score` output must not depend on the chunk an article falls in, nor on the worker count."""
+    rng = np.random.default_rng(3)
+    F, G = _synthetic_articles(rng, 80)
+    agg = ArticleAggregator(labels=("t",)).fit(F, G)
+    batch = agg.predict_proba(F)
+    assert all(np.array_equal(agg.predict_proba(F[i:i + 1]), batch[i:i + 1]) for i in range(len(F)))
+    assert np.array_equal(agg.predict_proba(F[7:53]), batch[7:53])
+    head = agg.heads_[0]
+    assert np.allclose(batch[:, 0], head.predict_proba(F[:, 0])[:, 1], rtol=0, atol=1e-12)

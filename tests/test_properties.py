@@ -170,3 +170,19 @@ def test_loader_on_arbitrary_bytes_raises_only_data_errors(chunks):
             load_files(["*.jsonl"], root=tmp)
         except DataError as exc:
             assert str(path) in str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_fold_table_equals_folding_the_whole_string(text):
+    from training.lexicon import fold, fold_reference
+
+    assert fold(text) == fold_reference(text)
+
+
+def test_fold_every_code_point():
+    from training.lexicon import fold, fold_reference
+
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    assert fold(every) == fold_reference(every)
+

@@ -70,3 +70,25 @@ def test_topic_model_multilabel_probabilities():
     assert P.shape == (2, len(TOPICS))
     assert P[0, TOPICS.index("arms_trade")] > 0.5 > P[1, TOPICS.index("arms_trade")]
     assert np.all(P[:, TOPICS.index("sanctions")] == 0.0)  # a label never seen: constant output
+
+
+def test_shared_hashing_gives_the_same_features_and_probabilities():
+    """Scoring hashes a passage once for both classifiers; the matrices must be exactly the unshared ones."""
+    from training.models.tfidf import _HASH_MEMO, shared_hashing, transform_texts
+
+    X, y = _pairs(PLACES)
+    texts = list(X[:, 0])
+    Y = np.array([[int(s != "none"), 0, 0, int(s == "favor")] for s in y])
+    Y[0, 1] = Y[1, 2] = 1
+    topic = TfidfLinearTopic(char_ngrams=(2, 4)).fit(texts, Y)
+    stance = TfidfLinearStance(char_ngrams=(2, 4)).fit(X, y)
+    plain = (topic.features_.transform(texts), topic.predict_proba(texts), stance.predict_proba(X))
+    with shared_hashing():
+        shared = transform_texts(topic.features_, texts)
+        p_topic = topic.predict_proba(texts)
+        p_stance = stance.predict_proba(X[::-1])[::-1]  # rows looked up out of order, texts seen before
+        unseen = stance.predict_proba([["Ankara livrera des drones au Qatar.", "arms_trade"]])
+    assert _HASH_MEMO is None  # the memo lives only inside the block
+    assert (shared != plain[0]).nnz == 0
+    assert np.array_equal(p_topic, plain[1]) and np.array_equal(p_stance, plain[2])
+    assert np.array_equal(unseen, stance.predict_proba([["Ankara livrera des drones au Qatar.", "arms_trade"]]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
@@ -107,7 +108,11 @@ class ArticleAggregator(BaseEstimator):
         return self
 
     def predict_proba(self, feats: np.ndarray) -> np.ndarray:
-        cols = [np.full(len(feats), h) if isinstance(h, float) else h.predict_proba(feats[:, j])[:, 1]
+        # The logistic function of each head written out row by row (an elementwise product summed along each
+        # row), not as one matrix product: BLAS gives a row slightly different last bits depending on how many
+        # rows share the call, and scoring must give an article the same bytes in any chunk, with any workers.
+        cols = [np.full(len(feats), h) if isinstance(h, float) else
+                expit((np.ascontiguousarray(feats[:, j]) * h.coef_[0]).sum(axis=1) + h.intercept_[0])
                 for j, h in enumerate(self.heads_)]
         return np.column_stack(cols)
 

@@ -18,6 +18,7 @@ from training import models as families
 from training.aggregate import article_features
 from training.articles import Article, read_article
 from training.lexicon import _pattern, fold
+from training.models.tfidf import shared_hashing
 
 MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
 
@@ -56,25 +57,43 @@ class Bundle:
 
     def article_decisions(self, P: np.ndarray, cues: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, decisions) per topic for one article from its passage probabilities."""
-        if self.aggregator is None or len(P) == 0:
-            prob = P.max(0) if len(P) else np.zeros(len(self.labels))
+        prob, decided = self.articles_decisions([P], [cues])
+        return prob[0], decided[0]
+
+    def articles_decisions(self, Ps: list[np.ndarray], cues: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+        """`article_decisions` for many articles at once: one roll-up call for all (per-article calls to the
+        logistic regressions cost more than the roll-up's arithmetic)."""
+        prob = np.zeros((len(Ps), len(self.labels)))
+        full = [i for i, P in enumerate(Ps) if len(P)]
+        if self.aggregator is None:
+            for i in full:
+                prob[i] = Ps[i].max(0)
             return prob, prob >= self.thresholds
-        feats = article_features(P, self.thresholds, cues)[None]
-        prob = self.aggregator.predict_proba(feats)[0]
-        return prob, prob >= self.aggregator.thresholds_
+        rolled = np.zeros(len(Ps), dtype=bool)
+        if full:
+            feats = np.stack([article_features(Ps[i], self.thresholds, cues[i]) for i in full])
+            prob[full] = self.aggregator.predict_proba(feats)
+            rolled[full] = True
+        # An article without passages keeps the plain rule on its zero scores.
+        decided = np.where(rolled[:, None], prob >= self.aggregator.thresholds_, prob >= self.thresholds)
+        return prob, decided
 
     def predict_articles(self, articles: list[Article]) -> list[dict]:
+        # The two classifiers hash the same passages with the same vectorizer settings: count them once.
+        with shared_hashing():
+            return self._predict_articles(articles)
+
+    def _predict_articles(self, articles: list[Article]) -> list[dict]:
         texts = [p.text for a in articles for p in a.passages]
         P_all = self.topic_model.predict_proba(texts) if texts else np.zeros((0, len(self.labels)))
         cues_all = self.cue_matrix(texts) if texts else None
+        bounds = np.cumsum([0] + [len(a.passages) for a in articles])
+        Ps = [P_all[bounds[i]:bounds[i + 1]] for i in range(len(articles))]
+        cues = [cues_all[bounds[i]:bounds[i + 1]] if cues_all is not None else None for i in range(len(articles))]
+        probs, decisions = self.articles_decisions(Ps, cues)
         results, pairs, owners = [], [], []
-        start = 0
-        for a in articles:
+        for a, P, prob, decided in zip(articles, Ps, probs, decisions):
             n = len(a.passages)
-            P = P_all[start:start + n]
-            cues = cues_all[start:start + n] if cues_all is not None else None
-            start += n
-            prob, decided = self.article_decisions(P, cues)
             row = {"id": a.id, "title": a.title, "date": a.date, "n_passages": n, "topics": []}
             for j, t in enumerate(self.labels):
                 row[f"{t}_prob"] = float(prob[j])

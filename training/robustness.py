@@ -93,7 +93,7 @@ def theatre_negative_metrics(bundle, rows: list[dict], rng: np.random.Generator,
             for _ in range(n_articles if len(texts) >= 5 else 0)]
     if arts:
         D_max = np.array([P[a].max(0) >= bundle.thresholds for a in arts])
-        D_rule = np.array([bundle.article_decisions(P[a], None if cues is None else cues[a])[1] for a in arts])
+        D_rule = bundle.articles_decisions([P[a] for a in arts], [None if cues is None else cues[a] for a in arts])[1]
         for name, Dk in (("max", D_max), ("model", D_rule)):
             out.update({f"{prefix}_explainer_{name}_fp_rate_{t}": float(Dk[:, j].mean()) for j, t in enumerate(labels)})
             out[f"{prefix}_explainer_{name}_fp_rate_any"] = float(Dk.any(1).mean())

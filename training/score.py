@@ -328,7 +328,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(model_path: str, model_name: str, model_version: str, max_chars: int, fmt: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one process per core; threads inside would oversubscribe
     import mlflow
 
     _WORKER.update(model=mlflow.pyfunc.load_model(model_path), name=model_name, version=model_version,
@@ -360,11 +359,27 @@ def _scored(chunks: Iterable[Chunk], skip: int, workers: int, init_args: tuple) 
             if i >= skip:
                 yield (i, *_work(chunk.payload()))
         return
+    # spawn, not fork: the parent holds MLflow/SQLAlchemy state that must not be shared with children.
+    # One BLAS thread per worker, set in the environment the children start with (numpy reads it at import,
+    # before any initializer runs): K workers x the default threads per core spin against each other.
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: os.environ.get(k) or "1" for k in _THREAD_VARS})
+    try:
+        yield from _pooled(chunks, skip, workers, init_args)
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+        for k in (k for k, v in saved.items() if v is None):
+            os.environ.pop(k, None)
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _pooled(chunks: Iterable[Chunk], skip: int, workers: int, init_args: tuple) -> Iterator[tuple]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn, not fork: the parent holds MLflow/SQLAlchemy state that must not be shared with children.
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=init_args) as pool:
         window: deque = deque()

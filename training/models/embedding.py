@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from training import STANCES, TOPICS
 from training.models.focus import focus_text, topic_block
-from training.models.tfidf import fit_label_heads, predict_label_heads, text_features
+from training.models.tfidf import fit_label_heads, predict_label_heads, text_features, transform_texts
 
 
 class EncoderMismatchError(RuntimeError):
@@ -93,7 +93,7 @@ class EmbeddingLinearTopic(_Embeds, BaseEstimator, ClassifierMixin):
         E = self._embed(X)
         if not self.with_tfidf:
             return E
-        T = self.features_.fit_transform(X) if fit else self.features_.transform(X)
+        T = self.features_.fit_transform(X) if fit else transform_texts(self.features_, X)
         return sparse.hstack([sparse.csr_matrix(E), T]).tocsr()
 
     def fit(self, X, Y):
@@ -145,7 +145,7 @@ class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
             if fit:
                 whole, local = self.whole_.fit_transform(texts), self.local_.fit_transform(focus)
             else:
-                whole, local = self.whole_.transform(texts), self.local_.transform(focus)
+                whole, local = transform_texts(self.whole_, texts), transform_texts(self.local_, focus)
             parts += [whole, topic_block(local, topics, self.topics)]
         return sparse.hstack(parts).tocsr()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -50,6 +52,55 @@ def text_features(word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, sublinea
     return FeatureUnion(parts)
 
 
+# Hashed n-gram counts shared within one scoring call (`shared_hashing`): the topic model hashes every passage and
+# the stance model hashes the topic-carrying ones again with the same vectorizer settings (about 80% of the
+# passages of an article), so its second hashing of the same text is a row look-up. Only counts are shared: each
+# model keeps its own fitted column selection and IDF weights.
+_HASH_MEMO: dict | None = None
+
+
+@contextlib.contextmanager
+def shared_hashing():
+    """Within this block, `transform_texts` hashes each (vectorizer settings, text) once."""
+    global _HASH_MEMO
+    outer = _HASH_MEMO
+    _HASH_MEMO = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _HASH_MEMO = outer
+
+
+def _hash_key(vectorizer: HashingVectorizer) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in vectorizer.get_params().items()))
+
+
+def _memo_hash(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_matrix:
+    key = _hash_key(vectorizer)
+    rows, H = _HASH_MEMO.setdefault(key, ({}, None))
+    missing = list(dict.fromkeys(t for t in texts if t not in rows))
+    if missing:
+        new = vectorizer.transform(missing)
+        for t in missing:
+            rows[t] = len(rows)
+        H = new if H is None else sparse.vstack([H, new]).tocsr()
+        _HASH_MEMO[key] = (rows, H)
+    return H[[rows[t] for t in texts]]
+
+
+def transform_texts(union: FeatureUnion, texts: list[str]):
+    """`union.transform(texts)` (the same matrix), taking hashed counts from the `shared_hashing` memo if active."""
+    if _HASH_MEMO is None or union.transformer_weights is not None:
+        return union.transform(texts)
+    blocks = []
+    for _, part in union.transformer_list:
+        if isinstance(part, Pipeline) and isinstance(part.steps[0][1], HashingVectorizer):
+            blocks.append(part[1:].transform(_memo_hash(part.steps[0][1], texts)))
+        else:
+            blocks.append(part.transform(texts))
+    return sparse.hstack(blocks).tocsr()
+
+
 def fit_label_heads(F, Y, C, class_weight, max_iter, random_state) -> list:
     """One logistic regression per label column of Y; a label absent (or always present) in this fit becomes its
     constant probability."""
@@ -86,7 +137,7 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
         self.random_state = random_state
 
     def _features(self, X):
-        return self.features_.transform(list(X))
+        return transform_texts(self.features_, list(X))
 
     def fit(self, X, Y):
         Y = np.asarray(Y)
@@ -135,7 +186,7 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
         focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
         parts = [self.whole_, self.local_] + ([self.scope_] if self.scope_features else [])
         inputs = [texts, focus] + ([[mark_scope(f) for f in focus]] if self.scope_features else [])
-        blocks = [p.fit_transform(x) if fit else p.transform(x) for p, x in zip(parts, inputs)]
+        blocks = [p.fit_transform(x) if fit else transform_texts(p, x) for p, x in zip(parts, inputs)]
         blocks[1] = topic_block(blocks[1], topics, self.topics)
         return sparse.hstack(blocks).tocsr()
 
