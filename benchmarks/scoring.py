@@ -3,7 +3,7 @@
     python -m benchmarks.scoring --n 10000 --repeats 3
 
 Methods (each a fresh process, timed end to end from the JSONL input to the written output, start-up included):
-  floor     read, split into passages (read_article), run the model's own n-gram analyzers, write: no model
+  floor     read, split into passages (read_article), tokenize into the model's hashed n-gram ids, write: no model
   tpc-wK    `tpc score IN -o OUT --model models:/turkey-policy/V --workers K` (K from --workers)
   pyfunc    mlflow.pyfunc.load_model + predict on the whole DataFrame in one process
   spark     mlflow.pyfunc.spark_udf in local[2] mode

@@ -60,7 +60,7 @@ def test_run_measured_counts_the_memory_of_child_processes():
     assert m.returncode == 0 and m.peak_rss_mb > 300
 
 
-def test_floor_uses_the_models_analyzers_and_writes_one_row_per_article(tmp_path):
+def test_floor_tokenizes_with_the_models_vectorizers_and_writes_one_row_per_article(tmp_path):
     from training.bundle import Bundle
     from training.models.tfidf import TfidfLinearStance, TfidfLinearTopic
 
@@ -73,17 +73,21 @@ def test_floor_uses_the_models_analyzers_and_writes_one_row_per_article(tmp_path
     labels = ("mediation", "arms_trade", "sanctions", "deployment")
     bundle_dir = Bundle(topic, stance, labels, [0.5] * 4).save(tmp_path / "b")
 
-    analyzers = floor.model_analyzers(bundle_dir)
-    assert sorted(analyzers) == ["char", "word"]
-    assert analyzers["char"]("Ankara") == topic.features_.transformer_list[1][1].steps[0][1].build_analyzer()("Ankara")
+    vectorizers = floor.model_vectorizers(bundle_dir)
+    assert sorted(vectorizers) == ["char", "word"]
+    assert vectorizers["char"].get_params() == topic.features_.transformer_list[1][1].steps[0][1].get_params()
 
     common.write_articles(tmp_path / "in.jsonl", 20)
-    summary = floor.run(str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), str(bundle_dir))
+    summary = floor.run(str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), str(bundle_dir), chunk_size=7)
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     src = [json.loads(line) for line in (tmp_path / "in.jsonl").read_text().splitlines()]
     assert summary["rows"] == len(out) == 20
     assert [o["id"] for o in out] == [s["id"] for s in src]
     assert all(o["n_passages"] == len(read_article(s["text"]).passages) for o, s in zip(out, src))
+    # token counts are those of the model's own analyzers, summed over the article's passages
+    char = vectorizers["char"].build_analyzer()
+    assert all(o["tokens"]["char"] == sum(len(char(p.text)) for p in read_article(s["text"]).passages)
+               for o, s in zip(out, src))
     assert all(o["tokens"]["word"] > 0 and o["tokens"]["char"] > o["tokens"]["word"] for o in out)
 
 

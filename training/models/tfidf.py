@@ -13,6 +13,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from training import STANCES, TOPICS
 from training.lexicon import LexiconFeatures
+from training.models.fast_hashing import hashed_counts
 from training.models.focus import focus_text, mark_scope, topic_block
 
 
@@ -76,11 +77,13 @@ def _hash_key(vectorizer: HashingVectorizer) -> tuple:
 
 
 def _memo_hash(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_matrix:
+    if _HASH_MEMO is None:
+        return hashed_counts(vectorizer, texts)
     key = _hash_key(vectorizer)
     rows, H = _HASH_MEMO.setdefault(key, ({}, None))
     missing = list(dict.fromkeys(t for t in texts if t not in rows))
     if missing:
-        new = vectorizer.transform(missing)
+        new = hashed_counts(vectorizer, missing)
         for t in missing:
             rows[t] = len(rows)
         H = new if H is None else sparse.vstack([H, new]).tocsr()
@@ -89,8 +92,9 @@ def _memo_hash(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_ma
 
 
 def transform_texts(union: FeatureUnion, texts: list[str]):
-    """`union.transform(texts)` (the same matrix), taking hashed counts from the `shared_hashing` memo if active."""
-    if _HASH_MEMO is None or union.transformer_weights is not None:
+    """`union.transform(texts)` (the same matrix): character n-grams counted by numpy (fast_hashing), and hashed
+    counts taken from the `shared_hashing` memo when it is active."""
+    if union.transformer_weights is not None:
         return union.transform(texts)
     blocks = []
     for _, part in union.transformer_list:
