@@ -143,3 +143,19 @@ def test_chunks_are_bounded_and_streamed(tmp_path):
     assert sizes == [100, 100, 50]
     with pytest.raises(InputError, match="chunk-size"):
         score(src, tmp_path / "o.jsonl", "models:/x/1", chunk_size=5000)
+
+
+def test_one_pyfunc_call_on_a_whole_frame_gives_the_chunked_scorers_rows(reference, champion, articles, monkeypatch):
+    """A registry consumer's single predict() on a big DataFrame: scored in bounded batches inside, with the same
+    results as `tpc score`'s chunks (an article's result depends on nothing else in its batch)."""
+    import pandas as pd
+
+    from training import bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "PREDICT_BATCH", 37)
+    frame = pd.DataFrame({"id": [a["id"] for a in articles], "text": [a["text"] for a in articles]})
+    out = champion.predict(frame)
+    rows = out.to_dict(orient="records")
+    assert len(rows) == len(reference["rows"])
+    for got, want in zip(rows, reference["rows"]):
+        assert {k: got[k] for k in got} == {k: want[k] for k in got}

@@ -21,6 +21,10 @@ from training.lexicon import _pattern, fold
 from training.models.tfidf import shared_hashing
 
 MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
+# Articles per classifier call inside predict_frame: a DataFrame of 100,000 articles scored in one call would hold
+# the n-gram matrix of all their passages at once (gigabytes); per batch it holds 500 articles' worth. An article's
+# result does not depend on the batch it is in (tests/test_aggregate.py, tests/test_score.py).
+PREDICT_BATCH = 500
 
 
 def output_columns(labels=TOPICS) -> list[str]:
@@ -149,7 +153,9 @@ class Bundle:
             articles.append(article)
             slots.append((pos, truncated))
             rows.append(None)
-        for (pos, truncated), result in zip(slots, self.predict_articles(articles)):
+        results = [r for i in range(0, len(articles), PREDICT_BATCH)
+                   for r in self.predict_articles(articles[i:i + PREDICT_BATCH])]
+        for (pos, truncated), result in zip(slots, results):
             result["truncated"], result["error"] = truncated, None
             rows[pos] = result
         return pd.DataFrame(rows, columns=output_columns(self.labels))
