@@ -92,3 +92,16 @@ def test_shared_hashing_gives_the_same_features_and_probabilities():
     assert (shared != plain[0]).nnz == 0
     assert np.array_equal(p_topic, plain[1]) and np.array_equal(p_stance, plain[2])
     assert np.array_equal(unseen, stance.predict_proba([["Ankara livrera des drones au Qatar.", "arms_trade"]]))
+
+
+def test_shared_cue_counts_are_the_plain_counts():
+    from training.lexicon import _pattern, count_matrix, shared_counts
+
+    patterns = [_pattern(("sanctions", "embargo")), _pattern(("drones", "Bayraktar")), _pattern(("médiation",))]
+    texts = ["Ankara refuse les sanctions et l'embargo.", "Des drones Bayraktar, des DRONES.", "", "Médiation turque"]
+    plain = count_matrix(texts, patterns)
+    assert plain.tolist() == [[2, 0, 0], [0, 3, 0], [0, 0, 0], [0, 0, 1]]
+    with shared_counts():
+        first = count_matrix(texts, patterns)
+        again = count_matrix(texts[::-1], patterns[::-1])
+    assert np.array_equal(first, plain) and np.array_equal(again, plain[::-1, ::-1])

@@ -17,7 +17,7 @@ from training import STANCES, TOPICS
 from training import models as families
 from training.aggregate import article_features
 from training.articles import Article, read_article
-from training.lexicon import _pattern, fold
+from training.lexicon import _pattern, count_matrix, shared_counts
 from training.models.tfidf import shared_hashing
 
 MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
@@ -55,9 +55,7 @@ class Bundle:
         groups = (self.lexicon or {}).get("topics")
         if not groups:
             return None
-        patterns = [_pattern(tuple(groups.get(t, []))) for t in self.labels]
-        return np.array([[len(p.findall(f)) for p in patterns] for f in map(fold, texts)], dtype=float).reshape(
-            len(texts), len(self.labels))
+        return count_matrix(texts, [_pattern(tuple(groups.get(t, []))) for t in self.labels])
 
     def article_decisions(self, P: np.ndarray, cues: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, decisions) per topic for one article from its passage probabilities."""
@@ -84,7 +82,7 @@ class Bundle:
 
     def predict_articles(self, articles: list[Article]) -> list[dict]:
         # The two classifiers hash the same passages with the same vectorizer settings: count them once.
-        with shared_hashing():
+        with shared_hashing(), shared_counts():
             return self._predict_articles(articles)
 
     def _predict_articles(self, articles: list[Article]) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
@@ -82,6 +83,44 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern:
     return re.compile(r"(?<!\w)(?:" + "|".join(alts) + ")") if alts else re.compile(r"(?!x)x")
 
 
+# Cue counts shared within one scoring call (`shared_counts`): the topic model's lexicon features and the article
+# roll-up count the same topic cues in the same passages, and the stance model sees a passage once per topic it
+# carries. Keyed by (pattern, text).
+_COUNT_MEMO: dict | None = None
+
+
+@contextlib.contextmanager
+def shared_counts():
+    """Within this block, `count_matrix` counts each (pattern, text) once."""
+    global _COUNT_MEMO
+    outer = _COUNT_MEMO
+    _COUNT_MEMO = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _COUNT_MEMO = outer
+
+
+def count_matrix(texts, patterns: list[re.Pattern]) -> np.ndarray:
+    """(len(texts), len(patterns)) float array: matches of each pattern in each folded text."""
+    texts = list(texts)
+    out = np.zeros((len(texts), len(patterns)))
+    if _COUNT_MEMO is None:
+        for i, folded in enumerate(map(fold, texts)):
+            out[i] = [len(p.findall(folded)) for p in patterns]
+        return out
+    for i, text in enumerate(texts):
+        folded = None
+        for j, p in enumerate(patterns):
+            key = (p.pattern, text)
+            n = _COUNT_MEMO.get(key)
+            if n is None:
+                folded = fold(text) if folded is None else folded
+                n = _COUNT_MEMO[key] = len(p.findall(folded))
+            out[i, j] = n
+    return out
+
+
 def cue_counts(text: str, groups: dict[str, list[str]]) -> dict[str, int]:
     folded = fold(text)
     return {name: len(_pattern(tuple(terms)).findall(folded)) for name, terms in groups.items()}
@@ -100,8 +139,7 @@ class LexiconFeatures(BaseEstimator, TransformerMixin):
     def transform(self, X):
         groups = self.groups or {}
         patterns = [_pattern(tuple(groups[n])) for n in self.names_]
-        rows = [[len(p.findall(folded)) for p in patterns] for folded in map(fold, X)]
-        return sparse.csr_matrix(np.log1p(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.names_))))
+        return sparse.csr_matrix(np.log1p(count_matrix(X, patterns)))
 
     def get_feature_names_out(self, input_features=None):
         return np.asarray([f"cue_{n}" for n in self.names_], dtype=object)
