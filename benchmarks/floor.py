@@ -39,14 +39,14 @@ def model_vectorizers(bundle_dir: str | Path) -> dict:
     return vectorizers
 
 
-def _flush(rows: list[dict], vectorizers: dict, dst) -> tuple[int, int]:
+def _flush(rows: list, vectorizers: dict, dst) -> tuple[int, int]:
     texts = [p.text for a in rows for p in a.passages]
-    bounds = np.cumsum([0] + [len(a.passages) for a in rows])
+    owner = np.repeat(np.arange(len(rows)), [len(a.passages) for a in rows])
     tokens = {}
     for name, vectorizer in vectorizers.items():
         # The scorer's own tokenization into hashed n-gram ids (training.models.fast_hashing for char n-grams).
         per_passage = np.asarray(hashed_counts(vectorizer, texts).sum(1)).ravel() if texts else np.zeros(0)
-        tokens[name] = np.add.reduceat(per_passage, bounds[:-1]) if texts else np.zeros(len(rows))
+        tokens[name] = np.bincount(owner, weights=per_passage, minlength=len(rows))
     for i, a in enumerate(rows):
         counts = {name: int(t[i]) if a.passages else 0 for name, t in tokens.items()}
         dst.write(json.dumps({"id": a.id, "title": a.title, "n_passages": len(a.passages), "tokens": counts},

@@ -78,10 +78,14 @@ def test_floor_tokenizes_with_the_models_vectorizers_and_writes_one_row_per_arti
     assert vectorizers["char"].get_params() == topic.features_.transformer_list[1][1].steps[0][1].get_params()
 
     common.write_articles(tmp_path / "in.jsonl", 20)
+    with (tmp_path / "in.jsonl").open("a", encoding="utf-8") as fh:  # an article without passages ends a chunk
+        fh.write(json.dumps({"id": "empty", "text": ""}) + "\n")
     summary = floor.run(str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), str(bundle_dir), chunk_size=7)
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     src = [json.loads(line) for line in (tmp_path / "in.jsonl").read_text().splitlines()]
-    assert summary["rows"] == len(out) == 20
+    assert summary["rows"] == len(out) == 21
+    assert out[-1] == {"id": "empty", "title": None, "n_passages": 0, "tokens": {"char": 0, "word": 0}}
+    out, src = out[:-1], src[:-1]
     assert [o["id"] for o in out] == [s["id"] for s in src]
     assert all(o["n_passages"] == len(read_article(s["text"]).passages) for o, s in zip(out, src))
     # token counts are those of the model's own analyzers, summed over the article's passages

@@ -70,6 +70,8 @@ def test_errors_are_scikit_learns():
     v = _vectorizer()
     with pytest.raises(ValueError, match="empty sequence"):
         char_wb_counts(v, [])
+    with pytest.raises(ValueError, match="string object received"):
+        char_wb_counts(v, "a bare string")
     with pytest.raises(UnicodeEncodeError):
         char_wb_counts(v, ["caf\udce9"])
     with pytest.raises(UnicodeEncodeError):

@@ -74,7 +74,8 @@ def test_topic_model_multilabel_probabilities():
 
 def test_shared_hashing_gives_the_same_features_and_probabilities():
     """Scoring hashes a passage once for both classifiers; the matrices must be exactly the unshared ones."""
-    from training.models.tfidf import _HASH_MEMO, shared_hashing, transform_texts
+    from training.models import tfidf
+    from training.models.tfidf import shared_hashing, transform_texts
 
     X, y = _pairs(PLACES)
     texts = list(X[:, 0])
@@ -88,13 +89,15 @@ def test_shared_hashing_gives_the_same_features_and_probabilities():
         p_topic = topic.predict_proba(texts)
         p_stance = stance.predict_proba(X[::-1])[::-1]  # rows looked up out of order, texts seen before
         unseen = stance.predict_proba([["Ankara livrera des drones au Qatar.", "arms_trade"]])
-    assert _HASH_MEMO is None  # the memo lives only inside the block
+        assert len(tfidf._HASH_MEMO.get()) == 2  # one word and one char count per text, shared by both models
+    assert tfidf._HASH_MEMO.get() is None  # the memo lives only inside the block
     assert (shared != plain[0]).nnz == 0
     assert np.array_equal(p_topic, plain[1]) and np.array_equal(p_stance, plain[2])
     assert np.array_equal(unseen, stance.predict_proba([["Ankara livrera des drones au Qatar.", "arms_trade"]]))
 
 
 def test_shared_cue_counts_are_the_plain_counts():
+    from training import lexicon
     from training.lexicon import _pattern, count_matrix, shared_counts
 
     patterns = [_pattern(("sanctions", "embargo")), _pattern(("drones", "Bayraktar")), _pattern(("médiation",))]
@@ -104,4 +107,36 @@ def test_shared_cue_counts_are_the_plain_counts():
     with shared_counts():
         first = count_matrix(texts, patterns)
         again = count_matrix(texts[::-1], patterns[::-1])
+        assert len(lexicon._COUNT_MEMO.get()) == len(texts) * len(patterns)  # each pair counted once
     assert np.array_equal(first, plain) and np.array_equal(again, plain[::-1, ::-1])
+    assert lexicon._COUNT_MEMO.get() is None
+
+
+def test_memos_are_per_thread():
+    """A threaded server predicting in two threads at once: neither sees, nor ends, the other's memo."""
+    import threading
+
+    from training import lexicon
+    from training.models import tfidf
+
+    inside, release = threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        seen["before"] = tfidf._HASH_MEMO.get(), lexicon._COUNT_MEMO.get()
+        with tfidf.shared_hashing(), lexicon.shared_counts():
+            inside.set()
+            release.wait(5)
+        seen["after"] = tfidf._HASH_MEMO.get(), lexicon._COUNT_MEMO.get()
+
+    with tfidf.shared_hashing(), lexicon.shared_counts():
+        mine = tfidf._HASH_MEMO.get()
+        t = threading.Thread(target=other)
+        t.start()
+        inside.wait(5)
+        assert tfidf._HASH_MEMO.get() is mine
+        release.set()
+        t.join()
+        assert tfidf._HASH_MEMO.get() is mine
+    assert seen == {"before": (None, None), "after": (None, None)}
+    assert tfidf._HASH_MEMO.get() is None and lexicon._COUNT_MEMO.get() is None

@@ -111,9 +111,15 @@ class ArticleAggregator(BaseEstimator):
         # The logistic function of each head written out row by row (an elementwise product summed along each
         # row), not as one matrix product: BLAS gives a row slightly different last bits depending on how many
         # rows share the call, and scoring must give an article the same bytes in any chunk, with any workers.
-        cols = [np.full(len(feats), h) if isinstance(h, float) else
-                expit((np.ascontiguousarray(feats[:, j]) * h.coef_[0]).sum(axis=1) + h.intercept_[0])
-                for j, h in enumerate(self.heads_)]
+        cols = []
+        for j, h in enumerate(self.heads_):
+            if isinstance(h, float):
+                cols.append(np.full(len(feats), h))
+                continue
+            X = np.ascontiguousarray(feats[:, j])
+            if h.coef_.shape != (1, X.shape[1]):  # binary heads over N_FEATURES, as fitted
+                raise ValueError(f"roll-up head {j}: coefficients {h.coef_.shape} for features {X.shape}")
+            cols.append(expit((X * h.coef_[0]).sum(axis=1) + h.intercept_[0]))
         return np.column_stack(cols)
 
 

@@ -22,8 +22,9 @@ from training.models.tfidf import shared_hashing
 
 MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
 # Articles per classifier call inside predict_frame: a DataFrame of 100,000 articles scored in one call would hold
-# the n-gram matrix of all their passages at once (gigabytes); per batch it holds 500 articles' worth. An article's
-# result does not depend on the batch it is in (tests/test_aggregate.py, tests/test_score.py).
+# the n-gram matrix of all their passages at once (gigabytes); per batch it holds 500 articles' worth. With the
+# tfidf family an article's result does not depend on the batch it is in (tests/test_aggregate.py,
+# tests/test_score.py); an encoder's micro-batches may change an embedding's last bits.
 PREDICT_BATCH = 500
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import re
 import unicodedata
@@ -85,27 +86,26 @@ def _pattern(terms: tuple[str, ...]) -> re.Pattern:
 
 # Cue counts shared within one scoring call (`shared_counts`): the topic model's lexicon features and the article
 # roll-up count the same topic cues in the same passages, and the stance model sees a passage once per topic it
-# carries. Keyed by (pattern, text).
-_COUNT_MEMO: dict | None = None
+# carries. Keyed by (pattern, text); a context variable, so threads never share a memo.
+_COUNT_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tpc_count_memo", default=None)
 
 
 @contextlib.contextmanager
 def shared_counts():
-    """Within this block, `count_matrix` counts each (pattern, text) once."""
-    global _COUNT_MEMO
-    outer = _COUNT_MEMO
-    _COUNT_MEMO = {} if outer is None else outer
+    """Within this block, `count_matrix` counts each (pattern, text) once; the memo is dropped at its end."""
+    token = _COUNT_MEMO.set({})
     try:
         yield
     finally:
-        _COUNT_MEMO = outer
+        _COUNT_MEMO.reset(token)
 
 
 def count_matrix(texts, patterns: list[re.Pattern]) -> np.ndarray:
     """(len(texts), len(patterns)) float array: matches of each pattern in each folded text."""
     texts = list(texts)
     out = np.zeros((len(texts), len(patterns)))
-    if _COUNT_MEMO is None:
+    memo = _COUNT_MEMO.get()
+    if memo is None:
         for i, folded in enumerate(map(fold, texts)):
             out[i] = [len(p.findall(folded)) for p in patterns]
         return out
@@ -113,10 +113,10 @@ def count_matrix(texts, patterns: list[re.Pattern]) -> np.ndarray:
         folded = None
         for j, p in enumerate(patterns):
             key = (p.pattern, text)
-            n = _COUNT_MEMO.get(key)
+            n = memo.get(key)
             if n is None:
                 folded = fold(text) if folded is None else folded
-                n = _COUNT_MEMO[key] = len(p.findall(folded))
+                n = memo[key] = len(p.findall(folded))
             out[i, j] = n
     return out
 

@@ -15,8 +15,9 @@ import numpy as np
 from scipy import sparse
 
 _C1, _C2 = np.uint32(0xCC9E2D51), np.uint32(0x1B873593)
-# Texts per numpy batch: bounds the temporary arrays (about 100 bytes per n-gram) to a few tens of MB.
-_BATCH_CHARS = 400_000
+# Characters per numpy batch: about 3 n-grams per character for (2, 5), about 100 bytes of temporaries per
+# n-gram, so about 30 MB at a time.
+_BATCH_CHARS = 100_000
 
 
 def supported(vectorizer) -> bool:
@@ -114,6 +115,8 @@ def _batch(texts: list[str], ngram_range: tuple[int, int], n_features: int) -> s
 
 def char_wb_counts(vectorizer, texts) -> sparse.csr_matrix:
     """`vectorizer.transform(texts)` for a `supported` char_wb HashingVectorizer."""
+    if isinstance(texts, str):
+        raise ValueError("Iterable over raw text documents expected, string object received.")
     texts = list(texts)
     if not texts:
         raise ValueError("Cannot vectorize empty sequence.")

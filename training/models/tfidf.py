@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import numpy as np
 from scipy import sparse
@@ -56,20 +57,20 @@ def text_features(word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, sublinea
 # Hashed n-gram counts shared within one scoring call (`shared_hashing`): the topic model hashes every passage and
 # the stance model hashes the topic-carrying ones again with the same vectorizer settings (about 80% of the
 # passages of an article), so its second hashing of the same text is a row look-up. Only counts are shared: each
-# model keeps its own fitted column selection and IDF weights.
-_HASH_MEMO: dict | None = None
+# model keeps its own fitted column selection and IDF weights. A context variable, so concurrent predictions in
+# threads (a threaded server) each see their own memo, never another's.
+_HASH_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tpc_hash_memo", default=None)
 
 
 @contextlib.contextmanager
 def shared_hashing():
-    """Within this block, `transform_texts` hashes each (vectorizer settings, text) once."""
-    global _HASH_MEMO
-    outer = _HASH_MEMO
-    _HASH_MEMO = {} if outer is None else outer
+    """Within this block, `transform_texts` hashes each (vectorizer settings, text) once. Each block has its own
+    memo, dropped at its end (a memo kept across batches would hold every batch's matrices)."""
+    token = _HASH_MEMO.set({})
     try:
         yield
     finally:
-        _HASH_MEMO = outer
+        _HASH_MEMO.reset(token)
 
 
 def _hash_key(vectorizer: HashingVectorizer) -> tuple:
@@ -77,17 +78,18 @@ def _hash_key(vectorizer: HashingVectorizer) -> tuple:
 
 
 def _memo_hash(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_matrix:
-    if _HASH_MEMO is None:
+    memo = _HASH_MEMO.get()
+    if memo is None or not texts:
         return hashed_counts(vectorizer, texts)
     key = _hash_key(vectorizer)
-    rows, H = _HASH_MEMO.setdefault(key, ({}, None))
+    rows, H = memo.setdefault(key, ({}, None))
     missing = list(dict.fromkeys(t for t in texts if t not in rows))
     if missing:
         new = hashed_counts(vectorizer, missing)
         for t in missing:
             rows[t] = len(rows)
         H = new if H is None else sparse.vstack([H, new]).tocsr()
-        _HASH_MEMO[key] = (rows, H)
+        memo[key] = (rows, H)
     return H[[rows[t] for t in texts]]
 
 
