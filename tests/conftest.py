@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from threadpoolctl import threadpool_limits
 
 # One BLAS/OpenMP thread per process: the tests run several trainings and servers side by side, and oversubscribed
@@ -15,6 +16,13 @@ from threadpoolctl import threadpool_limits
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # inherited by the `tpc` and server subprocesses the tests start
 threadpool_limits(1)
+
+# Hypothesis draws the same examples on every run, so the suite (and CI) goes red only when the code changes, and
+# keeps no example database (tests never write into the repository). To hunt for new counterexamples:
+#   python -m pytest tests/test_properties.py tests/test_fast_hashing.py --hypothesis-profile=explore
+settings.register_profile("tpc", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, database=None, max_examples=2000)
+settings.load_profile("tpc")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

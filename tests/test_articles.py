@@ -156,3 +156,10 @@ def test_seed_articles_split_as_the_gold_labels_expect():
     assert {a: read_article((REPO / "seeds" / f"{a}.txt").read_text(encoding="utf-8")).date for a in by_article} == {
         "000_7557a05424130f05": "2025-08-21", "001_294c4f5c5fe71038": "2022-01-08",
         "002_99e90f51f9341215": "2025-07", "003_dab20d11591470dc": None, "004_8b8f0449d90cfa34": None}
+
+
+def test_a_title_line_that_is_all_boilerplate_is_no_title():
+    """Found by Hypothesis in CI: the title line was dropped as boilerplate but still reported as the title."""
+    article = read_article("0 0 ABONNEZ-VOUS\n:", max_chars=20)
+    assert article.title is None
+    assert [(p.text, p.is_title) for p in article.passages] == [(":", False)]

@@ -182,4 +182,6 @@ def read_article(text: str, id: str = "", max_chars: int = MAX_PASSAGE_CHARS) ->
         chunks = [paragraph] if len(paragraph) <= max_chars else _windows(split_sentences(paragraph), max_chars)
         for chunk in chunks:
             passages.append(Passage(len(passages), chunk, is_title=(p_index == 0 and title is not None)))
+    if title is not None and not (passages and passages[0].is_title):
+        title = None  # the title line was all boilerplate ("0 0 ABONNEZ-VOUS"): nothing of it is kept
     return Article(id=id, title=title, date=date, passages=passages)
