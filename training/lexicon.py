@@ -121,11 +121,6 @@ def count_matrix(texts, patterns: list[re.Pattern]) -> np.ndarray:
     return out
 
 
-def cue_counts(text: str, groups: dict[str, list[str]]) -> dict[str, int]:
-    folded = fold(text)
-    return {name: len(_pattern(tuple(terms)).findall(folded)) for name, terms in groups.items()}
-
-
 class LexiconFeatures(BaseEstimator, TransformerMixin):
     """log1p counts of each cue group in each text (one column per group, in sorted group order)."""
 

@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 from training import STANCES, TOPICS
 from training.models.focus import focus_text, topic_block
-from training.models.tfidf import fit_label_heads, predict_label_heads, text_features, transform_texts
+from training.models.tfidf import (fit_label_heads, predict_label_heads, stance_proba, text_features,
+                                   transform_texts)
 
 
 class EncoderMismatchError(RuntimeError):
@@ -162,11 +163,7 @@ class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
         return self
 
     def predict_proba(self, X) -> np.ndarray:
-        proba = self.head_.predict_proba(self._features(X))
-        out = np.zeros((proba.shape[0], len(STANCES)))
-        for j, c in enumerate(self.head_.classes_):
-            out[:, STANCES.index(c)] = proba[:, j]
-        return out
+        return stance_proba(self.head_, self._features(X))
 
     def predict(self, X) -> np.ndarray:
         return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]

@@ -120,6 +120,15 @@ def fit_label_heads(F, Y, C, class_weight, max_iter, random_state) -> list:
     return heads
 
 
+def stance_proba(head, F) -> np.ndarray:
+    """A fitted stance classifier's probabilities in the fixed STANCES order, whatever classes its fit saw."""
+    proba = head.predict_proba(F)
+    out = np.zeros((F.shape[0], len(STANCES)))
+    for j, c in enumerate(head.classes_):
+        out[:, STANCES.index(c)] = proba[:, j]
+    return out
+
+
 def predict_label_heads(heads, F) -> np.ndarray:
     cols = [np.full(F.shape[0], h) if isinstance(h, float) else h.predict_proba(F)[:, 1] for h in heads]
     return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
@@ -225,19 +234,15 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X) -> np.ndarray:
         F = self._features(X)
-        out = np.zeros((F.shape[0], len(STANCES)))
         if self.structure == "hierarchical":
             def p1(head):
                 return np.full(F.shape[0], head) if isinstance(head, float) else head.predict_proba(F)[:, 1]
 
+            out = np.zeros((F.shape[0], len(STANCES)))
             stated, favor = p1(self.stated_), p1(self.side_)
             out[:, 0], out[:, 1], out[:, 2] = stated * favor, stated * (1 - favor), 1 - stated
             return out
-        proba = self.head_.predict_proba(F)
-        # Columns in the fixed STANCES order, whatever classes this fit saw.
-        for j, c in enumerate(self.head_.classes_):
-            out[:, STANCES.index(c)] = proba[:, j]
-        return out
+        return stance_proba(self.head_, F)
 
     def predict(self, X) -> np.ndarray:
         return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
