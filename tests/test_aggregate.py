@@ -102,9 +102,9 @@ def test_batched_article_decisions_match_one_article_at_a_time(learned):
     prob, decided = bundle.articles_decisions(Ps, cues)
     assert decided.any() and not decided.all()
     for i, (P, c) in enumerate(zip(Ps, cues)):
-        one_prob, one_decided = bundle.article_decisions(P, c)
-        assert np.allclose(prob[i], one_prob, rtol=0, atol=1e-12)
-        assert decided[i].tolist() == one_decided.tolist()
+        one_prob, one_decided = bundle.articles_decisions([P], [c])
+        assert np.allclose(prob[i], one_prob[0], rtol=0, atol=1e-12)
+        assert decided[i].tolist() == one_decided[0].tolist()
     assert not decided[2].any() and not prob[2].any()  # no passages: nothing decided
 
 

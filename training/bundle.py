@@ -58,14 +58,9 @@ class Bundle:
             return None
         return count_matrix(texts, [_pattern(tuple(groups.get(t, []))) for t in self.labels])
 
-    def article_decisions(self, P: np.ndarray, cues: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, decisions) per topic for one article from its passage probabilities."""
-        prob, decided = self.articles_decisions([P], [cues])
-        return prob[0], decided[0]
-
     def articles_decisions(self, Ps: list[np.ndarray], cues: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
-        """`article_decisions` for many articles at once: one roll-up call for all (per-article calls to the
-        logistic regressions cost more than the roll-up's arithmetic)."""
+        """(probabilities, decisions) per article and topic from each article's passage probabilities, in one
+        roll-up call for all (per-article calls to the logistic regressions cost more than their arithmetic)."""
         prob = np.zeros((len(Ps), len(self.labels)))
         full = [i for i, P in enumerate(Ps) if len(P)]
         if self.aggregator is None:
