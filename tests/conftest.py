@@ -26,6 +26,9 @@ settings.load_profile("tpc")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+# OrangeSum is read from ../shared/data (never copied into the project): tests run in scratch copies of the project,
+# so they name the data directory the way a user elsewhere would.
+os.environ.setdefault("TPC_DATA_DIR", str(SHARED / "data"))
 # Fewer folds and composite articles than the default config: same code path, a third of the time.
 FAST = ["splits.n_folds=3", "article.composite_articles=150"]
 

@@ -62,19 +62,36 @@ def _cmd_evaluate(args) -> int:
     from training.evaluate import evaluate_report
     from training.tracking import tracking_uri
 
+    if not args.data and not args.real:
+        print("tpc: error: give labelled DATA files, --real dev|test, or both", file=sys.stderr)
+        return 2
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())
-    corpus = load_files(args.data, key="tpc evaluate DATA")  # bad data fails here, before the model is loaded
-    out = args.out or f"reports/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    # bad data fails here, before the model is loaded
+    corpus = load_files(args.data, key="tpc evaluate DATA") if args.data else None
+    arts = None
+    if args.real:
+        from training.real import load_real
+
+        arts = load_real(args.real_labels, args.data_dir, splits=tuple(args.real))
     try:
         model = mlflow.pyfunc.load_model(args.model_uri)
     except (MlflowException, OSError) as exc:
         print(f"tpc: error: cannot load model {args.model_uri!r}: {exc}", file=sys.stderr)
         return 2
-    metrics, paths = evaluate_report(model, corpus, TOPICS, out, name=args.name,
-                                     extra={"model": args.model_uri, "data": ", ".join(corpus.files)})
+    metrics: dict = {}
+    if arts is not None:
+        from training.real_eval import real_metrics
+
+        for split in args.real:
+            metrics.update(real_metrics(model.predict, [a for a in arts if a.split == split], f"real_{split}", TOPICS))
+    if corpus is not None:
+        out = args.out or f"reports/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        more, paths = evaluate_report(model, corpus, TOPICS, out, name=args.name,
+                                      extra={"model": args.model_uri, "data": ", ".join(corpus.files)})
+        metrics.update(more)
+        print(f"report: {out} ({len(paths)} files: {', '.join(p.name for p in paths)})", file=sys.stderr)
     print(json.dumps(metrics, indent=1))
-    print(f"report: {out} ({len(paths)} files: {', '.join(p.name for p in paths)})", file=sys.stderr)
     return 0
 
 
@@ -89,12 +106,45 @@ def _cmd_promote(args) -> int:
     setup(cfg.tracking_uri, cfg.experiment)
     try:
         d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin,
-                    cfg.promotion.eval_data)
+                    cfg.promotion.eval_data, real_labels=cfg.data.real, data_dir=cfg.data.data_dir)
     except (ValueError, KeyError, MlflowException) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
         return 2
     print(("PROMOTED: " if d.promoted else "REFUSED: ") + d.reason)
     return 0 if d.promoted else 3
+
+
+def _cmd_data_suggest(args) -> int:
+    from training.suggest import labelled_ids, read_scored, suggest
+
+    exclude = labelled_ids(args.exclude)
+    queue = suggest(read_scored(args.scored), args.n, exclude, args.random_share, args.seed,
+                    positive_margin=args.likely_positive)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in queue.to_dict("records"))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(lines)
+    else:
+        sys.stdout.write(lines)
+    counts = queue.groupby(["sample", "topic"]).size().to_dict()
+    print(json.dumps({"queued": len(queue), "excluded": len(exclude),
+                      "by_sample_topic": {f"{a}/{b}": int(n) for (a, b), n in counts.items()}}), file=sys.stderr)
+    return 0
+
+
+def _cmd_data_import(args) -> int:
+    from training.orangesum import data_dir
+    from training.orangesum_import import import_clone
+
+    target = args.data_dir or str(data_dir())
+    result = import_clone(args.clone_dir, target)
+    print(json.dumps(result))
+    if not result["matches_labels"]:
+        print(f"tpc: warning: {result['path']} holds {result['rows']} articles, but its content is not the file "
+              "the labels in data/real/ were made on (another snapshot of the repository?); training and "
+              "evaluation will refuse it", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_config_show(args) -> int:
@@ -128,7 +178,12 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluation report of any model on labelled JSONL files")
     e.add_argument("model_uri", help="e.g. models:/turkey-policy@champion, runs:/ID/model or an exported directory")
-    e.add_argument("data", nargs="+", help="labelled JSONL files or glob patterns")
+    e.add_argument("data", nargs="*", help="labelled JSONL files or glob patterns")
+    e.add_argument("--real", nargs="+", choices=["train", "dev", "test"], default=[],
+                   help="also measure on these splits of the labelled real articles: article topics (precision, "
+                        "recall, F1 per topic, macro-F1) and Turkey's stance (mean F1 favor/against)")
+    e.add_argument("--real-labels", default="data/real/labels.jsonl", help="the real labels (default data/real/labels.jsonl)")
+    e.add_argument("--data-dir", default=None, help="OrangeSum's data directory (default TPC_DATA_DIR, else ../shared/data)")
     e.add_argument("--out", help="report directory (default reports/<timestamp>)")
     e.add_argument("--name", default="eval", help="file name prefix of the report (default eval)")
     e.set_defaults(func=_cmd_evaluate)
@@ -138,6 +193,25 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", default="configs/default.yaml")
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pr.set_defaults(func=_cmd_promote)
+
+    d = sub.add_parser("data", help="data tools: the labelling queue, the OrangeSum import")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    ds = dsub.add_parser("suggest", help="rank unlabelled articles of a `tpc score` output for labelling")
+    ds.add_argument("scored", help="a `tpc score` output (.jsonl or .parquet) of unlabelled articles")
+    ds.add_argument("-n", type=int, required=True, help="how many articles to queue")
+    ds.add_argument("-o", "--output", help="write the queue (JSONL) here instead of stdout")
+    ds.add_argument("--exclude", nargs="*", default=[], metavar="JSONL",
+                    help="files whose `article_id` (or `id`) rows are already labelled or queued (e.g. data/real/labels.jsonl)")
+    ds.add_argument("--random-share", type=float, default=0.2, help="share of the queue drawn at random (default 0.2)")
+    ds.add_argument("--seed", type=int, default=0, help="seed of the random share")
+    ds.add_argument("--likely-positive", type=float, metavar="LOGODDS", default=None,
+                    help="only articles with a topic at most LOGODDS below its decision threshold (retrieval of "
+                         "likely positives, e.g. 1.0)")
+    ds.set_defaults(func=_cmd_data_suggest)
+    di = dsub.add_parser("import-orangesum", help="build orangesum/articles.jsonl.gz from a clone of the OrangeSum repository")
+    di.add_argument("clone_dir", help="a clone of github.com/Tixierae/OrangeSum")
+    di.add_argument("--data-dir", help="where to write orangesum/articles.jsonl.gz (default: TPC_DATA_DIR, else ../shared/data)")
+    di.set_defaults(func=_cmd_data_import)
 
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True)
@@ -151,14 +225,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from training.config import ConfigError
     from training.data import DataError
+    from training.orangesum import AssetError
     from training.score import InputError, ScoringError
+    from training.suggest import SuggestError
     from training.tracking import TrackingError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, InputError, ScoringError, TrackingError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, AssetError, SuggestError, InputError, ScoringError, TrackingError,
+            FileNotFoundError) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
         return 2
 

@@ -83,7 +83,14 @@ class DataConfig(_Strict):
     train: list[str] = ["data/written/*.jsonl"]
     seeds_gold: str | None = "data/seeds_gold.jsonl"
     seeds_dir: str = "seeds"
-    fit_final_on: Literal["train", "train+seeds"] = "train+seeds"
+    # the registered model's data: the training passages (written + real train split), or those and the seeds
+    fit_final_on: Literal["train", "train+seeds"] = "train"
+    # labelled real articles (OrangeSum ids + passage digests; train/dev/test splits); null: written text only
+    real: str | None = "data/real/labels.jsonl"
+    # false: train on written text only (the written-only reference), still measured on the real dev/test splits
+    train_on_real: bool = True
+    # where ../shared-style data lives (orangesum/articles.jsonl.gz); TPC_DATA_DIR wins; null: ../shared/data
+    data_dir: str | None = None
 
 
 class SplitsConfig(_Strict):
@@ -132,9 +139,11 @@ class RegisterConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    metric: str = "frozen_topic_macro_f1"
+    metric: str = "real_dev_article_topic_macro_f1"
     margin: float = Field(0.0, ge=0)
-    eval_data: str = "data/challenge/*.jsonl"  # held-out written passages, never trained on
+    # `real:dev`: the real dev articles of data.real (never trained on); or a glob of labelled passage files,
+    # e.g. data/challenge/*.jsonl (metric frozen_topic_macro_f1)
+    eval_data: str = "real:dev"
 
 
 class SearchConfig(_Strict):

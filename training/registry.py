@@ -23,13 +23,44 @@ def frozen_corpus(pattern: str):
     return load_files([pattern], key="promotion.eval_data") if glob.glob(pattern) else None
 
 
-def _metric_for(model_uri: str, corpus, metric: str) -> dict:
-    import mlflow
+@dataclass
+class EvalSet:
+    """What the gate scores both models on: labelled passage files, or a split of the real articles."""
+    name: str
+    data: object  # a Corpus, or a list of RealArticle
+    digest: str
+    n: int
 
-    from training.evaluate import evaluate_model
+    def metrics(self, model_uri: str) -> dict:
+        import mlflow
 
-    model = mlflow.pyfunc.load_model(model_uri)
-    return evaluate_model(model, corpus, TOPICS, prefix="frozen")
+        model = mlflow.pyfunc.load_model(model_uri)
+        if self.name.startswith("real:"):
+            from training.real_eval import real_metrics
+
+            return real_metrics(model.predict, self.data, f"real_{self.name[5:]}", TOPICS)
+        from training.evaluate import evaluate_model
+
+        return evaluate_model(model, self.data, TOPICS, prefix="frozen")
+
+
+def eval_set(eval_data: str, real_labels: str | None = None, data_dir: str | None = None) -> EvalSet:
+    """`real:SPLIT` (articles of data.real) or a glob of labelled passage files."""
+    if eval_data.startswith("real:"):
+        import hashlib
+
+        from training.real import SPLITS, load_real
+
+        split = eval_data[5:]
+        if split not in SPLITS or not real_labels:
+            raise ValueError(f"promotion.eval_data: {eval_data!r} needs data.real and a split in {SPLITS}")
+        arts = load_real(real_labels, data_dir, splits=(split,))
+        h = hashlib.sha256(json.dumps([[a.id, sorted(a.labels.items())] for a in arts]).encode())
+        return EvalSet(eval_data, arts, h.hexdigest()[:16], len(arts))
+    corpus = frozen_corpus(eval_data)
+    if corpus is None:
+        raise FileNotFoundError(f"promotion.eval_data: no file matches {eval_data!r}")
+    return EvalSet(eval_data, corpus, corpus.digest(), len(corpus))
 
 
 def candidate_version(candidate_uri: str, default_name: str) -> tuple[str, str]:
@@ -52,7 +83,8 @@ def candidate_version(candidate_uri: str, default_name: str) -> tuple[str, str]:
     return name, version
 
 
-def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion") -> Decision:
+def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion",
+            real_labels: str | None = "data/real/labels.jsonl", data_dir: str | None = None) -> Decision:
     """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`.
 
     Both models are scored on the same frozen set here (not read from their runs), so a champion trained under
@@ -67,10 +99,8 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
         client.get_model_version(name, version)
     except MlflowException:
         raise ValueError(f"--candidate {candidate_uri}: version {version} of {name} is not registered") from None
-    corpus = frozen_corpus(eval_data)
-    if corpus is None:
-        raise FileNotFoundError(f"promotion.eval_data: no file matches {eval_data!r}")
-    cand = _metric_for(f"models:/{name}/{version}", corpus, metric)
+    corpus = eval_set(eval_data, real_labels, data_dir)
+    cand = corpus.metrics(f"models:/{name}/{version}")
     if metric not in cand:
         raise KeyError(f"promotion.metric: {metric!r} is not measured; choose one of {sorted(cand)}")
     try:
@@ -83,20 +113,20 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
     elif str(champ_version) == str(version):
         promoted, reason, champ = True, f"version {version} already holds @{alias}", cand
     else:
-        champ = _metric_for(f"models:/{name}/{champ_version}", corpus, metric)
+        champ = corpus.metrics(f"models:/{name}/{champ_version}")
         delta = cand[metric] - champ[metric]
         promoted = delta >= -margin
         verdict = "not worse than" if promoted else "worse than"
         reason = (f"candidate v{version} {metric}={cand[metric]:.4f} is {verdict} champion v{champ_version} "
                   f"{metric}={champ[metric]:.4f} (delta {delta:+.4f}, allowed margin {margin})")
-    summary = {"metric": metric, "eval_data": eval_data, "eval_digest": corpus.digest(), "n": len(corpus),
+    summary = {"metric": metric, "eval_data": eval_data, "eval_digest": corpus.digest, "n": corpus.n,
                "margin": margin, "candidate_version": str(version), "candidate": cand.get(metric),
                "champion": None if champ is None else champ.get(metric), "champion_version": champ_version,
                "promoted": promoted, "reason": reason}
     client.update_model_version(name, version, description=f"Promotion gate: {reason}\n\n{json.dumps(summary, indent=1)}")
     client.set_model_version_tag(name, version, "promotion.decision", "promoted" if promoted else "refused")
     client.set_model_version_tag(name, version, "promotion.reason", reason[:5000])
-    client.set_model_version_tag(name, version, "promotion.eval_digest", corpus.digest())
+    client.set_model_version_tag(name, version, "promotion.eval_digest", corpus.digest)
     client.set_model_version_tag(name, version, f"promotion.{metric}", f"{cand[metric]:.6f}")
     if champ is not None and champ_version is not None:
         client.set_model_version_tag(name, version, "promotion.champion_version", str(champ_version))
@@ -117,7 +147,8 @@ def register_and_promote(model_uri: str, cfg, run_id: str) -> dict:
     out = {"registered_version": int(version.version), "alias": cfg.register.alias}
     if cfg.register.alias == "candidate" and cfg.register.promote:
         decision = promote(f"models:/{cfg.register.name}/{version.version}", cfg.register.name,
-                           cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data)
+                           cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data,
+                           real_labels=cfg.data.real, data_dir=cfg.data.data_dir)
         out.update({"promoted": decision.promoted, "promotion_reason": decision.reason})
         mlflow.set_tag("promotion", decision.reason)
     if cfg.register.export_dir and (cfg.register.alias == "champion" or out.get("promoted")):

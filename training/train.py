@@ -39,10 +39,11 @@ def seed_everything(seed: int) -> None:
 def oof_topic(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels) -> np.ndarray:
     Y = corpus.topic_matrix(labels)
     P = np.zeros(Y.shape)
+    texts = corpus.texts  # a property that builds the list: once, not once per passage
     for train_idx, test_idx in folds:
         est = families.build("topic", cfg.model, lexicon, cfg.seed, labels)
-        est.fit([corpus.texts[i] for i in train_idx], Y[train_idx])
-        P[test_idx] = est.predict_proba([corpus.texts[i] for i in test_idx])
+        est.fit([texts[i] for i in train_idx], Y[train_idx])
+        P[test_idx] = est.predict_proba([texts[i] for i in test_idx])
     return P
 
 
@@ -105,6 +106,78 @@ def cross_validate(cfg: TrainConfig, train: Corpus, folds, lexicon, labels):
     return Y, P, thresholds, metrics, (s_texts, s_topics, s_gold, s_proba)
 
 
+def load_inputs(cfg: TrainConfig):
+    """(training corpus: written + real train passages, seed gold or None, real articles by split)."""
+    from training.real import SPLITS, load_real, passage_corpus
+
+    train = load_files(cfg.data.train)
+    seeds = load_seed_gold(cfg.data.seeds_gold, cfg.data.seeds_dir) if cfg.data.seeds_gold else None
+    real = {s: [] for s in SPLITS}
+    if cfg.data.real:
+        for a in load_real(cfg.data.real, cfg.data.data_dir):
+            real[a.split].append(a)
+        if real["train"] and cfg.data.train_on_real:
+            train = train + passage_corpus(real["train"], "real_train")
+        elif not cfg.data.train_on_real:
+            real["train"] = []
+    return train, seeds, real
+
+
+def real_thresholds(cfg: TrainConfig, corpus: Corpus, Y, P, thresholds, labels) -> tuple[np.ndarray, dict]:
+    """Passage thresholds chosen on the out-of-fold scores of the real passages, when there are any."""
+    real = np.array([e.source == "real" for e in corpus.examples])
+    if not real.any():
+        return thresholds, {}
+    chosen = choose_thresholds(Y[real], P[real], cfg.topic.min_threshold)
+    metrics = topic_metrics(Y[real], (P[real] >= chosen).astype(int), labels, "cv_real_passage_topic")
+    metrics.update({f"threshold_{t}": float(v) for t, v in zip(labels, chosen)})
+    return chosen, metrics
+
+
+def fit_rollup(cfg: TrainConfig, corpus: Corpus, folds, real_train, Y, P, thresholds, lexicon, labels, rng):
+    """The article decision, learned on real training articles at real prevalence (their passages' out-of-fold
+    scores), plus composite articles of written passages as an extra; (aggregator or None, metrics)."""
+    metrics: dict = {}
+    probe = Bundle(None, None, labels, thresholds, None, lexicon)
+    cues = probe.cue_matrix(corpus.texts)
+    written = np.array([e.source != "real" for e in corpus.examples])
+    held = np.intersect1d(folds[0][1], np.flatnonzero(written))
+    theatre, a = is_theatre(corpus.texts), cfg.article
+    eval_arts = composite_articles(held, Y, theatre, a.composite_articles, a.min_passages, a.max_passages, rng)
+    fit_arts = composite_articles(np.setdiff1d(np.flatnonzero(written), held), Y, theatre, a.composite_articles,
+                                  a.min_passages, a.max_passages, rng)
+    row = {e.id: i for i, e in enumerate(corpus.examples)}
+    real_arts = [np.array([row[f"{r.id}#{p.index}"] for p in r.article.passages]) for r in real_train]
+    if eval_arts:
+        Fe, Ge = article_dataset(eval_arts, P, Y, cues, thresholds)
+        metrics.update(topic_metrics(Ge, (Fe[:, :, 0] >= thresholds).astype(int), labels, "composite_article_topic_max"))
+    if cfg.article.aggregator != "learned" or not (eval_arts or real_arts):
+        return None, metrics
+    Fa, Ga = article_dataset(eval_arts + fit_arts + real_arts, P, Y, cues, thresholds)
+    return ArticleAggregator(labels=labels).fit(Fa, Ga), metrics
+
+
+def evaluate_held_out(cfg: TrainConfig, bundle: Bundle, seeds, real, lexicon, labels) -> dict:
+    """The model fit on the training passages, measured on what it never saw: seeds, challenge sets, real
+    dev and test articles, and the same real splits through the keyword baseline."""
+    from training import robustness
+    from training.real_eval import KeywordBaseline, real_metrics
+
+    metrics: dict = {}
+    if seeds is not None:
+        metrics.update(evaluate_on_seeds(bundle, seeds, cfg.data.seeds_dir, labels))
+        metrics.update(robustness.evaluate(bundle, seeds, cfg.data.seeds_dir, seed=cfg.seed))
+        metrics.update(seeds_only_loao(cfg, seeds, lexicon, labels))
+    keywords = KeywordBaseline(lexicon, labels) if lexicon else None
+    for split in ("dev", "test"):
+        if real[split]:
+            log.info("evaluating on the real %s split (%d articles)", split, len(real[split]))
+            metrics.update(real_metrics(bundle.predict_frame, real[split], f"real_{split}", labels))
+            if keywords is not None:
+                metrics.update(real_metrics(keywords.predict_frame, real[split], f"keyword_real_{split}", labels))
+    return metrics
+
+
 def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | None = None) -> dict:
     """Train, log and register; a failure after the final fit keeps the fitted model on disk (failed_runs/)."""
     from training import tracking
@@ -118,6 +191,25 @@ def run(cfg: TrainConfig, raw_config: dict | None = None, config_path: str | Non
         raise tracking.kept_model_error(fitted["bundle"], fitted["run_id"], cfg, exc) from exc
 
 
+def _log_run_inputs(cfg: TrainConfig, config_path, uri: str, train: Corpus, seeds, real) -> None:
+    import mlflow
+
+    from training import tracking
+    from training.real import passage_corpus
+
+    mlflow.log_params(flatten(cfg))
+    mlflow.log_text(to_yaml(cfg), "config/resolved.yaml")
+    mlflow.set_tags({**tracking.git_info(tracking.PACKAGE_DIR), "seed": str(cfg.seed), "config_path": str(config_path or ""),
+                     "tracking_uri": uri, "family": cfg.model.family})
+    mlflow.log_dict(tracking.package_versions(), "lineage/packages.json")
+    tracking.log_dataset(train, "training_passages", "training")
+    if seeds is not None:
+        tracking.log_dataset(seeds, "seed_passages", "evaluation")
+    for split in ("dev", "test"):
+        if real[split]:
+            tracking.log_dataset(passage_corpus(real[split], f"real_{split}"), f"real_{split}_passages", "evaluation")
+
+
 def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fitted: dict) -> dict:
     import mlflow
 
@@ -128,60 +220,31 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
     uri = tracking.setup(cfg.tracking_uri, cfg.experiment)  # fails fast, before any fitting
     labels = tuple(cfg.topic.labels)
     lexicon = load_lexicon(cfg.lexicon.path)
-    train = load_files(cfg.data.train)
-    seeds = load_seed_gold(cfg.data.seeds_gold, cfg.data.seeds_dir) if cfg.data.seeds_gold else None
+    train, seeds, real = load_inputs(cfg)
     folds = make_folds(train, cfg.splits, cfg.seed, labels)
     rng = np.random.default_rng(cfg.seed)
 
     with mlflow.start_run(run_name=cfg.name, nested=True) as run:  # nested: a sweep's final run sits under it
-        mlflow.log_params(flatten(cfg))
-        mlflow.log_text(to_yaml(cfg), "config/resolved.yaml")
-        mlflow.set_tags({**tracking.git_info(tracking.PACKAGE_DIR), "seed": str(cfg.seed), "config_path": str(config_path or ""),
-                         "tracking_uri": uri, "family": cfg.model.family})
-        mlflow.log_dict(tracking.package_versions(), "lineage/packages.json")
-        tracking.log_dataset(train, "written_passages", "training")
-        if seeds is not None:
-            tracking.log_dataset(seeds, "seed_passages", "evaluation")
-
-        # 1. Cross-validation on the written passages (grouped by event, near-duplicates together).
+        _log_run_inputs(cfg, config_path, uri, train, seeds, real)
+        # 1. Cross-validation on the training passages (grouped by event, near-duplicates together); thresholds
+        #    chosen on the real passages' out-of-fold scores.
         fit_t = time.perf_counter()
         Y, P, thresholds, metrics, (s_texts, s_topics, s_gold, s_proba) = cross_validate(cfg, train, folds, lexicon,
                                                                                          labels)
-
-        # 2. Article-level decision, learned on composite articles of out-of-fold passage scores.
-        aggregator = None
-        probe = Bundle(None, None, labels, thresholds, None, lexicon)
-        cues = probe.cue_matrix(train.texts)
-        held, theatre, a = folds[0][1], is_theatre(train.texts), cfg.article
-        eval_arts = composite_articles(held, Y, theatre, a.composite_articles, a.min_passages, a.max_passages, rng)
-        fit_arts = composite_articles(np.setdiff1d(np.arange(len(train)), held), Y, theatre, a.composite_articles,
-                                      a.min_passages, a.max_passages, rng)
-        if eval_arts:
-            Fe, Ge = article_dataset(eval_arts, P, Y, cues, thresholds)
-            metrics.update(topic_metrics(Ge, (Fe[:, :, 0] >= thresholds).astype(int), labels, "composite_article_topic_max"))
-            if cfg.article.aggregator == "learned":
-                Ff, Gf = article_dataset(fit_arts, P, Y, cues, thresholds)
-                agg = ArticleAggregator(labels=labels).fit(Ff, Gf)
-                metrics.update(topic_metrics(Ge, (agg.predict_proba(Fe) >= agg.thresholds_).astype(int), labels,
-                                             "composite_article_topic_learned"))
-                Fa, Ga = article_dataset(eval_arts + fit_arts, P, Y, cues, thresholds)
-                aggregator = ArticleAggregator(labels=labels).fit(Fa, Ga)
-
-        # 3. The model fit on written passages only, measured on the real seed passages and articles.
+        thresholds, more = real_thresholds(cfg, train, Y, P, thresholds, labels)
+        metrics.update(more)
+        # 2. Article-level decision: real training articles (out-of-fold passage scores) + composites.
+        aggregator, more = fit_rollup(cfg, train, folds, real["train"], Y, P, thresholds, lexicon, labels, rng)
+        metrics.update(more)
+        # 3. The model fit on the training passages, measured on held-out real and seed text.
         meta = {"config": cfg.model_dump(mode="json"), "run_id": run.info.run_id}
-        if seeds is not None:
-            held_out = fit_bundle(cfg, train, lexicon, labels, thresholds, aggregator, meta)
-            metrics.update(evaluate_on_seeds(held_out, seeds, cfg.data.seeds_dir, labels))
-            # Held-out written sets, never trained on: theatre negatives, name swaps, stance challenge (issue 10).
-            from training import robustness
-
-            metrics.update(robustness.evaluate(held_out, seeds, cfg.data.seeds_dir, seed=cfg.seed))
-            metrics.update(seeds_only_loao(cfg, seeds, lexicon, labels))
+        held_out = fit_bundle(cfg, train, lexicon, labels, thresholds, aggregator, meta)
+        metrics.update(evaluate_held_out(cfg, held_out, seeds, real, lexicon, labels))
         fit_seconds = time.perf_counter() - fit_t
 
-        # 4. The registered model: fit on everything configured, report, log, register.
-        final_corpus = train + seeds if (seeds is not None and cfg.data.fit_final_on == "train+seeds") else train
-        bundle = fit_bundle(cfg, final_corpus, lexicon, labels, thresholds, aggregator, meta)
+        # 4. The registered model: the held-out model itself, or refit with the seeds; report, log, register.
+        with_seeds = seeds is not None and cfg.data.fit_final_on == "train+seeds"
+        bundle = fit_bundle(cfg, train + seeds, lexicon, labels, thresholds, aggregator, meta) if with_seeds else held_out
         fitted.update(bundle=bundle, run_id=run.info.run_id)
         metrics["fit_seconds"] = fit_seconds
         mlflow.log_metrics(metrics)

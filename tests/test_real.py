@@ -1,0 +1,135 @@
+"""The labelled real corpus (data/real/): keyed by id and digest only, checked against the reader on load, big
+enough for the issue's sample, split by event and month with a test split apart; metrics on real text."""
+
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import TOPICS
+from training.articles import read_article
+from training.data import DataError
+from training.datacard import real_counts
+from training.real import RealArticle, load_real, passage_corpus, turkey_pairs
+from training.real_eval import KeywordBaseline, real_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = REPO / "data" / "real" / "labels.jsonl"
+ROW_KEYS = {"article_id", "date", "section", "sample", "event", "split", "passages"}
+
+
+@pytest.fixture(scope="module")
+def arts():
+    return load_real(LABELS)
+
+
+@pytest.fixture(scope="module")
+def card():
+    return real_counts(str(LABELS), str(LABELS.parent / "annotations"))
+
+
+def test_no_third_party_text_is_committed():
+    for path in sorted((REPO / "data" / "real").rglob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            assert "text" not in row and "title" not in row and "abstract" not in row, path
+            if path == LABELS:
+                assert set(row) == ROW_KEYS
+                assert all(set(p) == {"i", "digest", "labels"} for p in row["passages"])
+
+
+def test_the_sample_meets_the_issue(card, arts):
+    samples = Counter(a.sample.split(":")[0] for a in arts)
+    assert card["articles"] >= 1500
+    assert samples["random"] >= 500 and samples["hard_negative"] >= 150
+    assert samples["suggest"] >= 600  # retrieved by `tpc data suggest` (uncertainty and likely positives)
+    assert sum(a.names_turkey for a in arts) >= 470
+    assert all(n >= 120 for n in card["topic_articles"].values()), card["topic_articles"]
+    assert card["turkey_stance_pairs"]["favor"] >= 80 and card["turkey_stance_pairs"]["against"] >= 40
+    assert card["splits"]["test"] >= 400
+    assert card["no_topic_articles"] > card["articles"] / 2
+    assert all(k >= 0.7 for k in card["kappa"].values()) and set(card["kappa"]) == set(TOPICS)
+
+
+def test_splits_never_share_an_event_or_a_month(arts):
+    split_of_event, split_of_month = {}, {}
+    for a in arts:
+        assert split_of_event.setdefault(a.event, a.split) == a.split, a.event
+        assert split_of_month.setdefault((a.date or "")[:7], a.split) == a.split, a.date
+
+
+def test_a_label_whose_digest_no_longer_matches_is_refused(tmp_path):
+    rows = LABELS.read_text(encoding="utf-8").splitlines()
+    row = json.loads(rows[3])
+    row["passages"][1]["digest"] = "000000000000"
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text("\n".join(rows[:3] + [json.dumps(row)]) + "\n")
+    with pytest.raises(DataError, match=rf"labels.jsonl:4: {row['article_id']}#1: digest 000000000000 no longer matches"):
+        load_real(bad)
+    row["passages"] = row["passages"][:-1]
+    bad.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match="labels.jsonl:1: .* passages in the reader's splitting, the labels list"):
+        load_real(bad)
+
+
+def test_a_bad_label_row_is_refused(tmp_path):
+    row = json.loads(LABELS.read_text(encoding="utf-8").splitlines()[0])
+    row["split"] = "holdout"
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match="labels.jsonl:1: split 'holdout'"):
+        load_real(bad)
+
+
+def test_passages_become_real_examples_grouped_by_event(arts):
+    some = arts[:20]
+    corpus = passage_corpus(some)
+    assert len(corpus) == sum(len(a.article.passages) for a in some)
+    assert {e.source for e in corpus.examples} == {"real"}
+    assert {e.event for e in corpus.examples} == {a.event for a in some}
+
+
+def _art(aid, text, labels, split="dev"):
+    return RealArticle(aid, split, aid, None, None, "random", read_article(text, id=aid), labels, text)
+
+
+ARTS = [
+    _art("a", "Ankara refuse les sanctions.\nLa Turquie rejette l'embargo décidé par l'UE contre elle.",
+         {1: {"sanctions": "against"}}),
+    _art("b", "Le match a été arrêté.\nLe club écope d'une sanction de la ligue.", {}),
+    _art("c", "La Turquie se dit prête à accueillir des pourparlers.\nErdogan propose une médiation.",
+         {0: {"mediation": "favor"}, 1: {"mediation": "favor"}}),
+]
+
+
+def test_a_perfect_model_scores_one_and_the_keyword_list_takes_the_bait():
+    def perfect(df):
+        gold = {a.id: a for a in ARTS}
+        rows = []
+        for rid, text in zip(df["id"], df["text"]):
+            a = gold.get(rid)
+            lab = {} if a is None else {t: s for d in a.labels.values() for t, s in d.items()}
+            if a is None:  # a passage scored alone: its own labels
+                lab = next(({**d} for x in ARTS for i, d in x.labels.items() if x.article.passages[i].text == text), {})
+            rows.append({"id": rid, **{t: t in lab for t in TOPICS}, **{f"{t}_stance": lab.get(t) for t in TOPICS}})
+        return pd.DataFrame(rows)
+
+    m = real_metrics(perfect, ARTS, "real_dev")
+    assert m["real_dev_article_topic_macro_f1"] == 1.0 and m["real_dev_turkey_stance_favor_against_f1"] == 1.0
+    assert m["real_dev_turkey_pairs"] == 3
+    kw = real_metrics(KeywordBaseline({"topics": {"sanctions": ["sanction", "embargo"], "mediation": ["médiation"]},
+                                       "stance": {"against": ["rejette"], "favor": ["propose"],
+                                                  "turkey": ["turquie", "erdogan", "ankara"]}}).predict_frame,
+                      ARTS, "kw")
+    assert kw["kw_article_topic_sanctions_precision"] == 0.5  # the football "sanction" is a false alarm
+    assert kw["kw_article_topic_mediation_recall"] == 1.0
+
+
+def test_turkey_pairs_come_from_articles_that_name_turkey():
+    texts, topics, stances = turkey_pairs(ARTS + [_art("d", "Paris impose des sanctions.\nFin.", {0: {"sanctions": "none"}})])
+    assert topics == ["sanctions", "mediation", "mediation"] and stances == ["against", "favor", "favor"]
