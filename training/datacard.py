@@ -6,6 +6,7 @@ import argparse
 import collections
 import glob
 import json
+import sys
 from pathlib import Path
 
 from training import STANCES, TOPICS
@@ -96,7 +97,9 @@ def main(argv=None) -> int:
         if real:
             print(f"== real (OrangeSum, {args.real}): " + json.dumps(real))
     missing = shortfalls(report["written (training)"])
-    print("minimums met" if not missing else "BELOW MINIMUMS: " + "; ".join(missing))
+    # with --json, stdout holds the JSON alone
+    print("minimums met" if not missing else "BELOW MINIMUMS: " + "; ".join(missing),
+          file=sys.stderr if args.json else sys.stdout)
     return 1 if missing else 0
 
 
