@@ -74,18 +74,37 @@ def test_disagreements_go_to_adjudication_and_agreements_stand(tmp_path):
     assert agree["topic_kappa"]["mediation"] == 1.0 and agree["disagreements"]["sanctions"] == 1
 
 
-def test_splits_keep_near_duplicates_and_months_whole():
+def test_splits_keep_near_duplicates_and_weeks_whole_and_share_what_evaluation_needs():
     story = "le conseil de sécurité a voté une résolution sur le cessez-le-feu en libye après des semaines de " \
             "pourparlers entre les délégations réunies à genève sous l'égide des nations unies"
     ids = [f"orangesum-{i}" for i in range(60)]
     texts = [f"{story} mise à jour {i}" if i < 3 else f"article {i} sur un sujet {i * 7} différent numéro {i}"
              for i in range(60)]
-    # the three copies of one story straddle two months: they must still end up together
-    dates = ["2020-01-31", "2020-02-01", "2020-02-02"] + [f"20{16 + i % 5}-{1 + i % 12:02d}-10" for i in range(3, 60)]
-    event_of, split_of = real_splits.assign(ids, texts, dates, seed=3)
+    # the three copies of one story straddle two weeks: they must still end up together
+    dates = ["2020-01-31", "2020-02-03", "2020-02-04"] + [f"20{16 + i % 5}-{1 + i % 12:02d}-10" for i in range(3, 60)]
+    rare = np.array([[int(i % 10 == 5)] for i in range(60)])  # 6 articles carry a rare quantity (a stance pair)
+    event_of, split_of = real_splits.assign(ids, texts, dates, rare, seed=3)
     assert len({event_of[a] for a in ids[:3]}) == 1 and len({split_of[a] for a in ids[:3]}) == 1
-    by_month: dict[str, set] = {}
+    by_week: dict[str, set] = {}
     for aid, d in zip(ids, dates):
-        by_month.setdefault(d[:7], set()).add(split_of[aid])
-    assert all(len(s) == 1 for s in by_month.values())
+        by_week.setdefault(real_splits.week_of(d), set()).add(split_of[aid])
+    assert all(len(s) == 1 for s in by_week.values() if s) and len(by_week) > 3
     assert set(split_of.values()) == {"train", "dev", "test"}
+    # the rare quantity lands in every split, not wherever the dates fell
+    assert {split_of[ids[i]] for i in range(60) if rare[i, 0]} == {"train", "dev", "test"}
+
+
+def test_a_stance_pass_must_cover_exactly_the_marked_pairs(tmp_path):
+    from training.labelling import read_stance_pass
+
+    pairs = {("orangesum-1", 0, "mediation"), ("orangesum-1", 2, "sanctions")}
+    good = _pass(tmp_path, "s.jsonl", [{"article_id": "orangesum-1", "passage": 0, "stance": {"mediation": "favor"}},
+                                       {"article_id": "orangesum-1", "passage": 2, "stance": {"sanctions": "none"}}])
+    assert read_stance_pass([good], pairs) == {("orangesum-1", 0, "mediation"): "favor",
+                                               ("orangesum-1", 2, "sanctions"): "none"}
+    extra = _pass(tmp_path, "x.jsonl", [{"article_id": "orangesum-1", "passage": 1, "stance": {"mediation": "favor"}}])
+    with pytest.raises(PassError, match=r"x.jsonl:1: .* is not a marked pair"):
+        read_stance_pass([extra], pairs)
+    short = _pass(tmp_path, "y.jsonl", [{"article_id": "orangesum-1", "passage": 0, "stance": {"mediation": "none"}}])
+    with pytest.raises(PassError, match="1 marked pairs without a stance"):
+        read_stance_pass([short], pairs)

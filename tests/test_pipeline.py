@@ -43,7 +43,11 @@ def test_run_logs_lineage_config_and_metrics(trained):
     logged = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config/resolved.yaml"))
     assert logged == json.loads(trained["config"].model_dump_json())
     inputs = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"written_passages", "seed_passages"}
+    assert set(inputs) == {"training_passages", "seed_passages", "real_dev_passages", "real_test_passages"}
+    for split in ("dev", "test"):  # measured on real articles it never saw, next to the keyword baseline
+        assert 0 < run.data.metrics[f"real_{split}_article_topic_macro_f1"] <= 1
+        assert f"keyword_real_{split}_article_topic_macro_f1" in run.data.metrics
+        assert f"real_{split}_turkey_stance_favor_against_f1" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert "report/cv_pr_curves.png" in artifacts and "report/cv_calibration.png" in artifacts
 

@@ -15,7 +15,7 @@ from training import TOPICS
 from training.articles import read_article
 from training.data import DataError
 from training.datacard import real_counts
-from training.real import RealArticle, load_real, passage_corpus, turkey_pairs
+from training.real import RealArticle, article_gold, load_real, passage_corpus, turkey_pairs
 from training.real_eval import KeywordBaseline, real_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +56,22 @@ def test_the_sample_meets_the_issue(card, arts):
     assert all(k >= 0.7 for k in card["kappa"].values()) and set(card["kappa"]) == set(TOPICS)
 
 
-def test_splits_never_share_an_event_or_a_month(arts):
-    split_of_event, split_of_month = {}, {}
+def test_splits_never_share_an_event_or_a_week(arts):
+    from training.real_splits import week_of
+
+    split_of_event, split_of_week = {}, {}
     for a in arts:
         assert split_of_event.setdefault(a.event, a.split) == a.split, a.event
-        assert split_of_month.setdefault((a.date or "")[:7], a.split) == a.split, a.date
+        assert split_of_week.setdefault(week_of(a.date), a.split) == a.split, a.date
+
+
+def test_every_split_can_measure_every_topic_and_turkeys_stance(arts):
+    for split in ("dev", "test"):
+        part = [a for a in arts if a.split == split]
+        gold = article_gold(part)
+        assert gold.sum(0).min() >= 15, (split, gold.sum(0))
+        stances = Counter(s for s in turkey_pairs(part)[2])
+        assert stances["favor"] >= 10 and stances["against"] >= 4, (split, stances)
 
 
 def test_a_label_whose_digest_no_longer_matches_is_refused(tmp_path):
@@ -133,3 +144,19 @@ def test_a_perfect_model_scores_one_and_the_keyword_list_takes_the_bait():
 def test_turkey_pairs_come_from_articles_that_name_turkey():
     texts, topics, stances = turkey_pairs(ARTS + [_art("d", "Paris impose des sanctions.\nFin.", {0: {"sanctions": "none"}})])
     assert topics == ["sanctions", "mediation", "mediation"] and stances == ["against", "favor", "favor"]
+
+
+def test_tpc_evaluate_reports_real_text_for_any_model(trained, capsys, monkeypatch):
+    from training.cli import main
+
+    monkeypatch.chdir(trained["dir"])
+    assert main(["evaluate", "models:/turkey-policy@champion", "--real", "dev"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    # the same numbers the training run logged for its held-out model (the registered model is that model)
+    logged = trained["result"]["metrics"]
+    assert m["real_dev_article_topic_macro_f1"] == pytest.approx(logged["real_dev_article_topic_macro_f1"])
+    assert m["real_dev_turkey_stance_favor_against_f1"] == pytest.approx(logged["real_dev_turkey_stance_favor_against_f1"])
+    for t in TOPICS:
+        assert 0 <= m[f"real_dev_article_topic_{t}_precision"] <= 1 and 0 <= m[f"real_dev_article_topic_{t}_recall"] <= 1
+    assert main(["evaluate", "models:/turkey-policy@champion"]) == 2
+    assert "--real" in capsys.readouterr().err

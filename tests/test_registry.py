@@ -19,7 +19,7 @@ from training.cli import main
 from training.registry import promote
 
 NAME = "turkey-policy-gate-test"
-METRIC = "frozen_topic_macro_f1"
+METRIC = "real_dev_article_topic_macro_f1"  # the default gate: real dev articles
 
 
 def _register(bundle_dir: Path, note: str) -> str:

@@ -108,10 +108,16 @@ def test_logged_config_is_the_resolved_config(two_runs):
 
 def test_lineage_git_seed_datasets_packages(two_runs):
     from training.data import load_files, load_seed_gold
+    from training.real import load_real, passage_corpus
 
     d = two_runs["dir"]
     written = load_files(["data/written/*.jsonl"], root=d)
     seeds = load_seed_gold(d / "data" / "seeds_gold.jsonl", d / "seeds")
+    real = load_real(d / "data" / "real" / "labels.jsonl")
+    expected = {"training_passages": (written + passage_corpus([a for a in real if a.split == "train"])).digest(),
+                "seed_passages": seeds.digest()}
+    for split in ("dev", "test"):
+        expected[f"real_{split}_passages"] = passage_corpus([a for a in real if a.split == split]).digest()
     for r in two_runs["runs"]:
         tags = r["run"].data.tags
         # the code's commit, even though the run's working directory is not a git checkout
@@ -121,7 +127,7 @@ def test_lineage_git_seed_datasets_packages(two_runs):
         assert tags["seed"] == "13" and r["run"].data.params["seed"] == "13"
         assert tags["config_path"] == "configs/repro.yaml"
         digests = {i.dataset.name: i.dataset.digest for i in r["run"].inputs.dataset_inputs}
-        assert digests == {"written_passages": written.digest(), "seed_passages": seeds.digest()}
+        assert digests == expected
         for name in ("mlflow", "scikit-learn", "numpy", "scipy", "skops", "pydantic"):
             assert r["packages"][name] == md.version(name)
         assert re.fullmatch(r"3\.\d+\.\d+", r["packages"]["python"])

@@ -119,7 +119,7 @@ def _cmd_data_suggest(args) -> int:
 
     exclude = labelled_ids(args.exclude)
     queue = suggest(read_scored(args.scored), args.n, exclude, args.random_share, args.seed,
-                    positive_margin=args.likely_positive)
+                    positive_margin=args.likely_positive, topics=args.topics)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in queue.to_dict("records"))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -207,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     ds.add_argument("--likely-positive", type=float, metavar="LOGODDS", default=None,
                     help="only articles with a topic at most LOGODDS below its decision threshold (retrieval of "
                          "likely positives, e.g. 1.0)")
+    ds.add_argument("--topics", nargs="+", metavar="TOPIC", help="rank by these topics only (default: all)")
     ds.set_defaults(func=_cmd_data_suggest)
     di = dsub.add_parser("import-orangesum", help="build orangesum/articles.jsonl.gz from a clone of the OrangeSum repository")
     di.add_argument("clone_dir", help="a clone of github.com/Tixierae/OrangeSum")

@@ -17,6 +17,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from training import STANCES, TOPICS
 from training.orangesum import TURKEY_PATTERN, iter_rows, read_row
 
@@ -225,13 +227,56 @@ def label_rows(final: dict[str, dict[int, dict[str, str]]], samples: dict[str, s
     ids = sorted(final, key=lambda a: int(a.rsplit("-", 1)[-1]))
     arts = {aid: read_row(rows[aid]) for aid in ids}
     texts = [" ".join(arts[a].texts) for a in ids]
-    event_of, split_of = real_splits.assign(ids, texts, [rows[a].get("date") for a in ids], seed)
+    turkey = re.compile(TURKEY_PATTERN, re.IGNORECASE)
+    counts = []
+    for a, text in zip(ids, texts):
+        pairs = [s for lab in final[a].values() for s in lab.values()] if turkey.search(text) else []
+        counts.append([int(any(t in lab for lab in final[a].values())) for t in TOPICS]
+                      + [sum(s == "favor" for s in pairs), sum(s == "against" for s in pairs)])
+    event_of, split_of = real_splits.assign(ids, texts, [rows[a].get("date") for a in ids], np.array(counts), seed)
     out = []
     for aid in ids:
         out.append({"article_id": aid, "date": rows[aid].get("date"), "section": rows[aid].get("section"),
                     "sample": samples.get(aid, ""), "event": event_of[aid], "split": split_of[aid],
                     "passages": [{"i": p.index, "digest": p.digest, "labels": final[aid].get(p.index, {})}
                                  for p in arts[aid].passages]})
+    return out
+
+
+def write_stance_batches(labels_path: Path, out_dir: Path, configured: str | None = None) -> tuple[Path, int]:
+    """For a stance pass: every article that names Turkey and has labelled pairs, every passage shown, the
+    topic-bearing passages marked with their topics only (never their stance)."""
+    from training.real import load_real
+
+    arts = [a for a in load_real(labels_path, configured) if a.names_turkey and a.labels]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path, n = out_dir / "stance_batch.txt", 0
+    with path.open("w", encoding="utf-8") as fh:
+        for a in arts:
+            fh.write(f"=== {a.id} | {a.date} | {a.section}\n")
+            for p in a.article.passages:
+                topics = sorted(a.labels.get(p.index, {}))
+                n += len(topics)
+                fh.write(f"[{p.index}] {p.text}" + (f"  <<TOPICS: {', '.join(topics)}>>" if topics else "") + "\n")
+            fh.write("\n")
+    return path, n
+
+
+def read_stance_pass(paths: list[Path], pairs: set[tuple[str, int, str]]) -> dict[tuple[str, int, str], str]:
+    """Stance-pass lines `{"article_id", "passage": i, "stance": {topic: stance}}` covering exactly `pairs`."""
+    out: dict[tuple[str, int, str], str] = {}
+    for path in paths:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                for t, s in row["stance"].items():
+                    key = (row["article_id"], int(row["passage"]), t)
+                    if key not in pairs or s not in STANCES:
+                        raise PassError(f"{path}:{n}: {key} -> {s!r} is not a marked pair with a stance in {STANCES}")
+                    out[key] = s
+    missing = pairs - set(out)
+    if missing:
+        raise PassError(f"{paths[0]}: {len(missing)} marked pairs without a stance, e.g. {sorted(missing)[:3]}")
     return out
 
 
@@ -273,6 +318,16 @@ def main(argv=None) -> int:
                    help="no adjudication yet: take pass A where the passes differ (for a first-round model only)")
     f.add_argument("--seed", type=int, default=13)
     f.add_argument("-o", "--out", type=Path, required=True)
+    sb = sub.add_parser("stance-batch", help="a stance pass over the labelled pairs of the articles naming Turkey")
+    sb.add_argument("labels", type=Path)
+    sb.add_argument("--out-dir", type=Path, required=True)
+    sr = sub.add_parser("stance-apply", help="merge two blind stance passes (+ adjudication) into the labels")
+    sr.add_argument("labels", type=Path)
+    sr.add_argument("--a", type=Path, nargs="+", required=True)
+    sr.add_argument("--b", type=Path, nargs="+", required=True)
+    sr.add_argument("--adjudication", type=Path, nargs="*", default=[])
+    sr.add_argument("--adjudicate-out", type=Path, help="write the disputed pairs here (no adjudication yet)")
+    sr.add_argument("-o", "--out", type=Path)
     args = p.parse_args(argv)
     if args.cmd == "sample":
         rows = sample(args.random, args.hard_per_kind, args.seed)
@@ -290,6 +345,11 @@ def main(argv=None) -> int:
             items = disagreements(pa, pb, n)
             for path in write_adjudication_batches(items, pa, pb, args.adjudicate_dir, args.n):
                 print(path)
+    elif args.cmd == "stance-batch":
+        path, n = write_stance_batches(args.labels, args.out_dir)
+        print(path, n, "pairs")
+    elif args.cmd == "stance-apply":
+        return _stance_apply(args)
     elif args.cmd == "finalize":
         samples = {r["article_id"]: r["sample"] for q in args.queue for r in _read_jsonl(q)}
         n = passage_counts(set(samples))
@@ -301,6 +361,39 @@ def main(argv=None) -> int:
         _write_jsonl(args.out, rows)
         print(json.dumps({"articles": len(rows), "splits": Counter(r["split"] for r in rows),
                           "disputed_passages": len(items)}))
+    return 0
+
+
+def _stance_apply(args) -> int:
+    from training.real import load_real
+
+    arts = {a.id: a for a in load_real(args.labels) if a.names_turkey and a.labels}
+    pairs = {(a.id, i, t) for a in arts.values() for i, lab in a.labels.items() for t in lab}
+    sa, sb = read_stance_pass(args.a, pairs), read_stance_pass(args.b, pairs)
+    keys = sorted(pairs)
+    agree = {"pairs": len(keys), "stance_kappa": round(cohen_kappa([sa[k] for k in keys], [sb[k] for k in keys]), 3),
+             "disputed": sum(sa[k] != sb[k] for k in keys)}
+    print(json.dumps(agree))
+    disputed = [k for k in keys if sa[k] != sb[k]]
+    if args.adjudicate_out:
+        _write_jsonl(args.adjudicate_out, [{"article_id": a, "passage": i, "topic": t, "A": sa[(a, i, t)],
+                                            "B": sb[(a, i, t)]} for a, i, t in disputed])
+        return 0
+    settled = {}
+    for path in args.adjudication:
+        for row in _read_jsonl(path):
+            settled[(row["article_id"], int(row["passage"]), row["topic"])] = row["stance"]
+    missing = [k for k in disputed if k not in settled]
+    if missing:
+        raise PassError(f"stance adjudication misses {len(missing)} disputed pairs, e.g. {missing[:3]}")
+    rows = _read_jsonl(args.labels)
+    for row in rows:
+        for p in row["passages"]:
+            for t in p["labels"]:
+                key = (row["article_id"], p["i"], t)
+                if key in pairs:
+                    p["labels"][t] = settled.get(key, sa[key])
+    _write_jsonl(args.out, rows)
     return 0
 
 

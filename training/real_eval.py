@@ -83,3 +83,13 @@ class KeywordBaseline:
                     else "favor" if "favor" in stances else "none")
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def stance_given_topics(bundle, arts: list[RealArticle], prefix: str) -> dict[str, float]:
+    """Turkey's stance with the gold topics given (the stance classifier alone, no topic misses):
+    `{prefix}_turkey_stance_given_topic_*`. Needs the model's own stance classifier (a Bundle)."""
+    texts, topics, gold = turkey_pairs(arts)
+    if not texts:
+        return {}
+    pred = bundle.stance_model.predict(np.array([texts, topics], dtype=object).T.reshape(-1, 2))
+    return stance_metrics(gold, list(pred), f"{prefix}_turkey_stance_given_topic")

@@ -195,14 +195,14 @@ class _Data:
         self.cache: dict = {}
 
     def get(self, cfg: TrainConfig):
-        from training.data import load_files
         from training.lexicon import load_lexicon
         from training.splits import make_folds
+        from training.train import load_inputs
 
         labels = tuple(cfg.topic.labels)
-        key = (tuple(cfg.data.train), cfg.lexicon.path, cfg.splits.model_dump_json(), cfg.seed, labels)
+        key = (cfg.data.model_dump_json(), cfg.lexicon.path, cfg.splits.model_dump_json(), cfg.seed, labels)
         if key not in self.cache:
-            corpus = load_files(cfg.data.train)
+            corpus = load_inputs(cfg)[0]  # written + real training passages, as `tpc train` fits
             self.cache[key] = (corpus, load_lexicon(cfg.lexicon.path), make_folds(corpus, cfg.splits, cfg.seed, labels))
         return self.cache[key]
 

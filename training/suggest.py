@@ -82,14 +82,21 @@ def likely_positive(df: pd.DataFrame, labels: list[str], margin: float) -> np.nd
 
 
 def suggest(df: pd.DataFrame, n: int, exclude: set[str] = frozenset(), random_share: float = 0.2, seed: int = 0,
-            pool_factor: int = 5, diversity: float = 0.5, positive_margin: float | None = None) -> pd.DataFrame:
+            pool_factor: int = 5, diversity: float = 0.5, positive_margin: float | None = None,
+            topics: list[str] | None = None) -> pd.DataFrame:
     """The `n` articles to label next: (1 - random_share) by uncertainty + diversity, the rest at random.
 
     With `positive_margin`, only articles the model nearly or actually decides positive for some topic
-    (`likely_positive`) are candidates: the retrieval of likely positives when a topic has too few labels."""
+    (`likely_positive`) are candidates: the retrieval of likely positives when a topic has too few labels.
+    `topics` restricts the ranking to those topics (e.g. the one that lacks labels)."""
     if not 0 <= random_share <= 1:
         raise SuggestError(f"--random-share must be within [0, 1], got {random_share}")
     labels = [t for t in TOPICS if f"{t}_prob" in df.columns]
+    if topics:
+        unknown = sorted(set(topics) - set(labels))
+        if unknown:
+            raise SuggestError(f"--topics: {unknown} not among the scored topics {labels}")
+        labels = [t for t in labels if t in topics]
     if positive_margin is not None:
         df = df[likely_positive(df, labels, positive_margin)]
     df = df[~df["id"].astype(str).isin(exclude)].drop_duplicates("id").reset_index(drop=True)

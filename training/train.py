@@ -161,7 +161,7 @@ def evaluate_held_out(cfg: TrainConfig, bundle: Bundle, seeds, real, lexicon, la
     """The model fit on the training passages, measured on what it never saw: seeds, challenge sets, real
     dev and test articles, and the same real splits through the keyword baseline."""
     from training import robustness
-    from training.real_eval import KeywordBaseline, real_metrics
+    from training.real_eval import KeywordBaseline, real_metrics, stance_given_topics
 
     metrics: dict = {}
     if seeds is not None:
@@ -173,6 +173,7 @@ def evaluate_held_out(cfg: TrainConfig, bundle: Bundle, seeds, real, lexicon, la
         if real[split]:
             log.info("evaluating on the real %s split (%d articles)", split, len(real[split]))
             metrics.update(real_metrics(bundle.predict_frame, real[split], f"real_{split}", labels))
+            metrics.update(stance_given_topics(bundle, real[split], f"real_{split}"))
             if keywords is not None:
                 metrics.update(real_metrics(keywords.predict_frame, real[split], f"keyword_real_{split}", labels))
     return metrics

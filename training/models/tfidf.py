@@ -121,7 +121,7 @@ def fit_transform_texts(union: FeatureUnion, texts: list[str]):
     return sparse.hstack(blocks).tocsr()
 
 
-def fit_label_heads(F, Y, C, class_weight, max_iter, random_state) -> list:
+def fit_label_heads(F, Y, C, class_weight, max_iter, random_state, tol=1e-4) -> list:
     """One logistic regression per label column of Y; a label absent (or always present) in this fit becomes its
     constant probability."""
     heads = []
@@ -129,7 +129,7 @@ def fit_label_heads(F, Y, C, class_weight, max_iter, random_state) -> list:
         if len(np.unique(Y[:, j])) < 2:
             heads.append(float(Y[0, j]) if len(Y) else 0.0)
             continue
-        head = LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, random_state=random_state)
+        head = LogisticRegression(C=C, class_weight=class_weight, max_iter=max_iter, random_state=random_state, tol=tol)
         heads.append(head.fit(F, Y[:, j]))
     return heads
 
@@ -152,8 +152,10 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
     """Multi-label topic classifier: one logistic regression per topic over shared TF-IDF features."""
 
     def __init__(self, labels=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
-                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0):
+                 sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0,
+                 tol=1e-3):
         self.labels = labels
+        self.tol = tol
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.hash_bits = hash_bits
@@ -174,7 +176,7 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
         self.features_ = text_features(self.word_ngrams, self.char_ngrams, self.hash_bits,
                                        self.sublinear_tf, groups, self.min_df)
         F = fit_transform_texts(self.features_, list(X))
-        self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state)
+        self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state, self.tol)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -194,8 +196,9 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
 
     def __init__(self, topics=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
                  sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0,
-                 scope_features=True, structure="flat"):
+                 scope_features=True, structure="flat", tol=1e-3):
         self.topics = topics
+        self.tol = tol
         self.scope_features = scope_features
         self.structure = structure
         self.word_ngrams = word_ngrams
@@ -220,7 +223,7 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
         return sparse.hstack(blocks).tocsr()
 
     def _head(self):
-        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
+        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter, tol=self.tol,
                                   random_state=self.random_state)
 
     def fit(self, X, y):
