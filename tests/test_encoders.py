@@ -39,7 +39,9 @@ SENTENCES = [
 
 def project_texts() -> list[str]:
     texts = []
-    for path in sorted(glob.glob(str(REPO / "data" / "**" / "*.jsonl"), recursive=True)):
+    # passage files (data/real/ holds ids and digests, no text)
+    for path in sorted(p for p in glob.glob(str(REPO / "data" / "**" / "*.jsonl"), recursive=True)
+                       if "/data/real/" not in p):
         with open(path, encoding="utf-8") as fh:
             texts += [json.loads(line)["text"] for line in fh if line.strip()]
     for path in sorted(glob.glob(str(REPO / "seeds" / "*.txt"))):

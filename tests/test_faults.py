@@ -139,7 +139,7 @@ def test_local_stores_need_no_server():
 # Small and coarse on purpose: this test is about what happens after fitting, not about the model.
 TINY = ["splits.n_folds=2", "article.composite_articles=0", "data.seeds_gold=null", "model.char_ngrams=null",
         "model.word_ngrams=[1,1]", "model.hash_bits=12", "model.max_iter=50", "register.export_dir=null",
-        "register.promote=false", "data.train=[tiny/*.jsonl]"]
+        "register.promote=false", "data.train=[tiny/*.jsonl]", "data.real=null"]
 
 
 @pytest.fixture

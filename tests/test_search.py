@@ -108,7 +108,7 @@ def test_study_identity_and_storage():
     assert base.startswith("sweep-")
     # what does not change a trial's score keeps the study; what does starts another
     assert study_name(load_config(sweep, ["search.trials=3", "register.alias=champion"])) == base
-    assert study_name(load_config(sweep, ["splits.n_folds=3"])) != base
+    assert study_name(load_config(sweep, ["splits.n_folds=4"])) != base
     assert study_name(load_config(sweep, ["search.study_name=mine"])) == "mine"
     assert default_storage("sqlite:////x/y/mlflow.db") == "sqlite:////x/y/optuna.db"
     assert default_storage("http://127.0.0.1:5000") == f"sqlite:///{Path.cwd() / 'optuna.db'}"

@@ -153,7 +153,7 @@ def test_temporal_folds_train_on_older_test_on_newer():
 
 
 def test_temporal_without_dates_is_a_clear_config_error():
-    cfg = load_config(REPO / "configs" / "default.yaml", ["splits.kind=temporal"])
+    cfg = load_config(REPO / "configs" / "default.yaml", ["splits.kind=temporal", "splits.n_folds=5"])
     corpus = load_files(cfg.data.train, root=REPO)  # written passages carry no dates
     with pytest.raises(ConfigError, match=r"splits.kind=temporal: needs passages with a `date` in at least 6 groups"):
         make_folds(corpus, cfg.splits, cfg.seed, TOPICS)

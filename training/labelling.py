@@ -367,7 +367,9 @@ def main(argv=None) -> int:
 def _stance_apply(args) -> int:
     from training.real import load_real
 
-    arts = {a.id: a for a in load_real(args.labels) if a.names_turkey and a.labels}
+    # the articles the stance pass was given (labels may since hold more articles, e.g. a later round)
+    passed = {r["article_id"] for path in args.a for r in _read_jsonl(path)}
+    arts = {a.id: a for a in load_real(args.labels) if a.names_turkey and a.labels and a.id in passed}
     pairs = {(a.id, i, t) for a in arts.values() for i, lab in a.labels.items() for t in lab}
     sa, sb = read_stance_pass(args.a, pairs), read_stance_pass(args.b, pairs)
     keys = sorted(pairs)
