@@ -1,4 +1,6 @@
-"""`tpc`: a thin command line over the library. Exit codes: 0 ok, 1 rows with errors (scoring), 2 bad usage/input."""
+"""`tpc`: a thin command line over the library. Exit codes: 0 ok, 1 rows with errors (scoring), 2 bad usage/input,
+3 candidate refused (promote), 4 a step left unfinished that the printed command finishes (a lock, a conflict, the
+store; for train: the version is registered and its run FINISHED)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ def _cmd_train(args) -> int:
     from training.train import run
 
     cfg = load_config(args.config, args.set)
+    if args.jobs != 1 and not args.trials:
+        print("tpc: error: --jobs K runs K sweep trials at once: it needs --trials N", file=sys.stderr)
+        return 2
     if args.trials:
         from training.search import run_search
 
-        result = run_search(cfg, args.trials, resolve(args.config, args.set), args.config)
+        result = run_search(cfg, args.trials, resolve(args.config, args.set), args.config, jobs=args.jobs)
     else:
         result = run(cfg, resolve(args.config, args.set), args.config)
     m = result.get("metrics", {})
@@ -28,7 +33,11 @@ def _cmd_train(args) -> int:
             "seeds_stance_macro_f1"]
     print(json.dumps({k: round(m[k], 4) for k in keys if k in m}))
     print(json.dumps({k: v for k, v in result.items() if k not in ("metrics", "report")}, default=str))
-    return 0
+    for p in result.get("pending", []):  # registered, run FINISHED, but a later step is left to finish by hand
+        print(f"tpc: error: version {result['registered_version']} of {cfg.register.name} is registered (run "
+              f"{result['run_id']} FINISHED), but {p['step']} did not complete: {p['cause']}. Finish it with:\n"
+              f"  {p['command']}", file=sys.stderr)
+    return 4 if result.get("pending") else 0
 
 
 def _print_table(path: str) -> None:
@@ -99,17 +108,33 @@ def _cmd_promote(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from training.config import load_config
-    from training.registry import promote
+    from training.registry import PromotionError, promote
     from training.tracking import setup
 
     cfg = load_config(args.config, args.set)
-    setup(cfg.tracking_uri, cfg.experiment)
+    uri = setup(cfg.tracking_uri, cfg.experiment)
     try:
         d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin,
                     cfg.promotion.eval_data, real_labels=cfg.data.real, data_dir=cfg.data.data_dir)
-    except (ValueError, KeyError, MlflowException) as exc:
+    except (ValueError, KeyError) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
         return 2
+    except (PromotionError, MlflowException) as exc:  # nothing decided: the same command finishes the job
+        import shlex
+
+        from training.concurrency import describe
+        from training.registry import candidate_version
+
+        try:
+            name, version = candidate_version(args.candidate, cfg.register.name)
+            candidate = f"models:/{name}/{version}"
+        except (ValueError, MlflowException):
+            candidate = args.candidate
+        again = ["tpc", "promote", "--candidate", candidate, "--config", args.config]
+        again += [a for item in args.set for a in ("--set", item)]
+        print(f"tpc: error: the promotion gate did not complete: {describe(exc, uri)}; @champion was not moved by "
+              f"this command. Run it again with:\n  {' '.join(shlex.quote(a) for a in again)}", file=sys.stderr)
+        return 4
     print(("PROMOTED: " if d.promoted else "REFUSED: ") + d.reason)
     return 0 if d.promoted else 3
 
@@ -162,6 +187,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--trials", type=int, default=0, help="run a hyper-parameter search with N trials")
+    t.add_argument("--jobs", type=int, default=1, metavar="K",
+                   help="with --trials: run K trials at once, in K worker processes sharing the study")
     t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("score", help="score a JSONL/CSV/Parquet file or a folder of .txt articles")

@@ -207,6 +207,161 @@ class _Data:
         return self.cache[key]
 
 
+def open_storage(url: str):
+    """The Optuna storage; a SQLite file is created once under a file lock beside it (several sweeps may start
+    together) and waits up to 60 s on a writer instead of SQLite's default 5 s (trials of --jobs K write at once)."""
+    import optuna
+
+    from training import concurrency
+
+    db = concurrency.sqlite_path(url)
+    if db is None:
+        return optuna.storages.RDBStorage(url) if "://" in url else url
+    with concurrency.file_lock(concurrency.lock_path(db), 300, f"creating the Optuna storage {db}"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def _worker_id(pid: int | None = None) -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study, dead: dict[str, str] | None = None) -> list[int]:
+    """Mark FAIL the trials left RUNNING by a process that died (a killed worker of this sweep, or of an earlier
+    sweep on this machine), and their MLflow runs FAILED; the study goes on without them. `dead` maps worker ids
+    known dead to why; other RUNNING trials of this machine count as dead when their process no longer exists."""
+    import socket
+
+    import mlflow
+    import optuna
+    from mlflow.exceptions import MlflowException
+
+    dead = dict(dead or {})
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        if not worker:
+            continue
+        why = dead.get(worker)
+        if why is None:
+            w_host, _, pid = worker.rpartition(":")
+            if w_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            why = f"its process {pid} no longer exists"
+        error = f"the worker process running this trial died: {why}"
+        study._storage.set_trial_user_attr(t._trial_id, "error", error)
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id:
+            try:
+                client = mlflow.MlflowClient()
+                client.set_tag(run_id, "search.error", error[:5000])
+                client.set_terminated(run_id, "FAILED")
+            except MlflowException as exc:
+                log.warning("trial %d: could not mark its MLflow run %s FAILED: %s", t.number, run_id, exc)
+        log.warning("trial %d marked FAIL: %s", t.number, error)
+        failed.append(t.number)
+    return failed
+
+
+def _objective(raw: dict, dims: list[Dimension], study: str, metric: str, data: "_Data",
+               parent_run_id: str | None = None):
+    """One trial: a nested MLflow run (under the active parent, or under `parent_run_id` in a worker process) that
+    cross-validates the sampled config. A trial that raises is recorded FAIL with its error; the study goes on."""
+    import mlflow
+
+    from training.train import cross_validate, seed_everything
+
+    def objective(trial) -> float:
+        trial.set_user_attr("worker", _worker_id())
+        try:
+            values = {d.key: d.suggest(trial) for d in dims}
+            trial.set_user_attr("values", values)
+            tcfg = _validate(set_key(trial_raw(raw, values), "register.enabled", False),
+                             f"search trial {trial.number}", values)
+            where = {"parent_run_id": parent_run_id} if parent_run_id else {"nested": True}
+            with mlflow.start_run(run_name=f"trial-{trial.number}", **where) as child:
+                trial.set_user_attr("mlflow_run_id", child.info.run_id)
+                mlflow.set_tags({"search.role": "trial", "search.trial": str(trial.number), "search.study": study,
+                                 "search.worker": _worker_id(), "seed": str(tcfg.seed)})
+                mlflow.log_params(flatten(tcfg))
+                mlflow.log_text(to_yaml(tcfg), "config/resolved.yaml")
+                t = time.perf_counter()
+                seed_everything(tcfg.seed)
+                corpus, lexicon, folds = data.get(tcfg)
+                metrics = cross_validate(tcfg, corpus, folds, lexicon, tuple(tcfg.topic.labels))[3]
+                metrics["trial_seconds"] = time.perf_counter() - t
+                mlflow.log_metrics(metrics)
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        trial.set_user_attr("metrics", metrics)
+        return metrics[metric]
+
+    return objective
+
+
+def _worker(spec: dict, slots, index: int) -> None:
+    """A worker process of `--jobs K`: claims trials from the shared count until none is left."""
+    import optuna
+    from threadpoolctl import threadpool_limits
+
+    from training import tracking
+
+    logging.basicConfig(level=logging.WARNING, format=f"%(levelname)s worker {index} %(name)s: %(message)s")
+    threadpool_limits(1)  # K processes on the machine's cores: one BLAS thread each
+    tracking.setup(spec["uri"], spec["experiment"])
+    study = optuna.load_study(study_name=spec["study"], storage=open_storage(spec["storage"]),
+                              sampler=optuna.samplers.TPESampler(seed=spec["seed"] + 7919 * (index + 1)))
+    objective = _objective(spec["raw"], parse_space(spec["space"]), spec["study"], spec["metric"], _Data(),
+                           spec["parent_run_id"])
+    while True:
+        with slots.get_lock():
+            if slots.value <= 0:
+                return
+            slots.value -= 1
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+
+
+def _optimize_in_processes(spec: dict, trials: int, jobs: int, study) -> list[int]:
+    """`trials` trials of the study in `jobs` worker processes sharing its storage; a worker that dies loses only
+    the trial it was running (marked FAIL): the others take the remaining trials. Returns the failed trials."""
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")
+    slots = ctx.Value("i", trials)
+    procs = [ctx.Process(target=_worker, args=(spec, slots, i), name=f"tpc-trial-worker-{i}")
+             for i in range(min(jobs, trials))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    dead = {}
+    for p in procs:
+        if p.exitcode:
+            why = (f"killed by {signal.Signals(-p.exitcode).name}" if p.exitcode < 0
+                   else f"exit code {p.exitcode}")
+            log.warning("trial worker %s (pid %d) ended: %s", p.name, p.pid, why)
+            dead[_worker_id(p.pid)] = why
+    return fail_dead_trials(study, dead)
+
+
 def _open_parent(study, cfg: TrainConfig):
     """The study's parent run again when it is in this store and experiment, else a new one."""
     import mlflow
@@ -225,14 +380,16 @@ def _open_parent(study, cfg: TrainConfig):
 
 
 def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | None = None,
-               config_path: str | None = None, *, train_final: bool = True) -> dict:
-    """Run `trials` more trials (default `search.trials`) of the study, log the best config on the parent run,
-    then (train_final) train and register the best config through the normal run, nested under the parent."""
+               config_path: str | None = None, *, train_final: bool = True, jobs: int = 1) -> dict:
+    """Run `trials` more trials (default `search.trials`) of the study, `jobs` at once (worker processes sharing
+    the study's storage), log the best config on the parent run, then (train_final) train and register the best
+    config through the normal run, nested under the parent. A trial that fails or whose process dies is recorded
+    FAIL and the sweep goes on with the others."""
     import mlflow
     import optuna
 
     from training import tracking
-    from training.train import cross_validate, run, seed_everything
+    from training.train import run
 
     if cfg.search is None:
         raise ConfigError(f"{config_path or 'the config'}: --trials needs a `search:` block with a `space` "
@@ -241,6 +398,8 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
     trials = search.trials if trials is None else trials
     if trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {trials}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     raw = copy.deepcopy(raw_config) if raw_config is not None else cfg.model_dump(mode="json")
     dims = parse_space(search.space)
     check_space(raw, dims)
@@ -254,7 +413,9 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
     uri = tracking.setup(cfg.tracking_uri, cfg.experiment)
     storage = search.storage or default_storage(uri)
     name = study_name(cfg)
-    study = optuna.create_study(study_name=name, storage=storage, direction=search.direction, load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction=search.direction,
+                                load_if_exists=True)
+    fail_dead_trials(study)  # trials left RUNNING by a sweep on this machine that was killed
     before = len(study.trials)
     # A fixed sampler seed would propose the same first points again on every resume: offset it by the history.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
@@ -274,29 +435,22 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
                          "search.direction": search.direction, "seed": str(cfg.seed),
                          "config_path": str(config_path or "")})
 
-        def objective(trial) -> float:
-            values = {d.key: d.suggest(trial) for d in dims}
-            trial.set_user_attr("values", values)
-            tcfg = _validate(set_key(trial_raw(raw, values), "register.enabled", False),
-                             f"search trial {trial.number}", values)
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as child:
-                trial.set_user_attr("mlflow_run_id", child.info.run_id)
-                mlflow.set_tags({"search.role": "trial", "search.trial": str(trial.number), "search.study": name,
-                                 "seed": str(tcfg.seed)})
-                mlflow.log_params(flatten(tcfg))
-                mlflow.log_text(to_yaml(tcfg), "config/resolved.yaml")
-                t = time.perf_counter()
-                seed_everything(tcfg.seed)
-                corpus, lexicon, folds = data.get(tcfg)
-                metrics = cross_validate(tcfg, corpus, folds, lexicon, tuple(tcfg.topic.labels))[3]
-                metrics["trial_seconds"] = time.perf_counter() - t
-                mlflow.log_metrics(metrics)
-            trial.set_user_attr("metrics", metrics)
-            return metrics[search.metric]
+        if jobs == 1:
+            study.optimize(_objective(raw, dims, name, search.metric, data), n_trials=trials, catch=(Exception,))
+        else:
+            spec = {"uri": uri, "experiment": cfg.experiment, "storage": storage, "study": name, "raw": raw,
+                    "space": {d.key: search.space[d.key] for d in dims}, "metric": search.metric,
+                    "seed": cfg.seed + before, "parent_run_id": parent.info.run_id}
+            _optimize_in_processes(spec, trials, jobs, study)
 
-        study.optimize(objective, n_trials=trials)
-
+        failed = [t for t in study.trials[before:] if t.state == optuna.trial.TrialState.FAIL]
+        for t in failed:
+            log.warning("trial %d failed: %s", t.number, t.user_attrs.get("error", "see the log above"))
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not done:
+            first = failed[0].user_attrs.get("error", "unknown error") if failed else "no trial ran"
+            raise ConfigError(f"search {name}: no trial completed ({len(failed)} failed; the first: {first}); "
+                              "fix the cause and run the same command again (the study resumes)")
         best = study.best_trial
         best_values = best.user_attrs["values"]
         best_raw = trial_raw(raw, best_values)
@@ -308,7 +462,9 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
         mlflow.log_dict([{"trial": t.number, "state": t.state.name, "value": t.value,
                           "values": t.user_attrs.get("values"), "mlflow_run_id": t.user_attrs.get("mlflow_run_id")}
                          for t in study.trials], "search/trials.json")
-        mlflow.log_metrics({f"best_{search.metric}": best.value, "trials_complete": len(done)}, step=len(study.trials))
+        mlflow.log_metrics({f"best_{search.metric}": best.value, "trials_complete": len(done),
+                            "trials_failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)},
+                           step=len(study.trials))
         mlflow.set_tag("search.best_trial", str(best.number))
         result = {"metrics": best.user_attrs.get("metrics", {})}
         if train_final:
@@ -319,5 +475,6 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
 
     result.update({"parent_run_id": parent.info.run_id, "study": name, "storage": storage,
                    "best_trial": best.number, "best_value": best.value, "best_values": best_values,
-                   "trials_run": len(study.trials) - before, "trials_complete": len(done), "resumed": resumed})
+                   "trials_run": len(study.trials) - before, "trials_complete": len(done),
+                   "trials_failed": [t.number for t in failed], "jobs": jobs, "resumed": resumed})
     return result

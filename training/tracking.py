@@ -52,10 +52,21 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def setup(config_uri: str | None, experiment: str) -> str:
+    """Point MLflow at the store. A local SQLite store is created (or migrated) once, under a file lock beside it,
+    before any run starts, and its calls are retried when concurrent writers lock it (training/concurrency.py)."""
     import mlflow
+
+    from training import concurrency
 
     uri = tracking_uri(config_uri)
     check_reachable(uri)
+    if concurrency.sqlite_path(uri) is not None:
+        concurrency.install_retries()
+        try:
+            concurrency.prepare_sqlite_store(uri, experiment)
+        except concurrency.LockTimeout as exc:
+            raise TrackingError(f"{exc}; nothing was done. If no other `tpc` is starting on this store, "
+                                "the process named there is stuck: stop it and run the command again.") from None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.set_experiment(experiment)
@@ -192,8 +203,21 @@ def kept_model_error(bundle, run_id: str, cfg, exc: BaseException, root: str | P
     if cfg.tracking_uri:
         args.append(f"tracking_uri_={cfg.tracking_uri!r}")
     command = f'python -c "from training.tracking import relog; print(relog({", ".join(args)}))"'
+    from training import concurrency
+
+    uri = tracking_uri(cfg.tracking_uri)
+    kind = concurrency.retry_kind(exc)
+    cause = concurrency.describe(exc, uri)
+    if kind == "locked":
+        when = "When fewer runs write to the store"
+    elif kind == "conflict":
+        when = "Now that the concurrent write is done"
+    elif cause.startswith("the tracking server"):
+        when = "Once the tracking server answers again"
+    else:
+        when = "Once that is fixed"
     return TrackingError(
-        f"training finished but logging or registering the model failed ({type(exc).__name__}: {exc}). "
-        f"The fitted model is kept at {target.resolve()}. Once the tracking server works, log"
+        f"training finished but logging or registering the model failed ({cause}). "
+        f"The fitted model is kept at {target.resolve()}. {when}, log"
         f"{' and register' if name else ''} it again from this directory with:\n  {command}"
     )

@@ -266,8 +266,11 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
         if cfg.register.enabled:
             from training.registry import register_and_promote
 
-            result.update(register_and_promote(info.model_uri, cfg, run.info.run_id))
-        mlflow.log_metric("mlflow_log_seconds", time.perf_counter() - log_t)
-        mlflow.log_metric("total_seconds", time.perf_counter() - t0)
+            result.update(register_and_promote(info.model_uri, cfg, run.info.run_id, config_path))
+        try:  # a registered version never turns its run FAILED over a timing metric
+            mlflow.log_metrics({"mlflow_log_seconds": time.perf_counter() - log_t,
+                                "total_seconds": time.perf_counter() - t0})
+        except Exception as exc:
+            log.warning("could not log the timing metrics of run %s: %s", run.info.run_id, exc)
     result["seconds"] = time.perf_counter() - t0
     return result
