@@ -140,7 +140,8 @@ def test_flatten_truncates_long_values_within_mlflow_limits(tmp_path):
     assert all(len(k) <= MAX_ENTITY_KEY_LENGTH and len(v) <= MAX_PARAM_VAL_LENGTH for k, v in params.items())
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run() as run:
+        # its own experiment: an earlier test's active experiment id does not exist in this fresh store
+        with mlflow.start_run(experiment_id=mlflow.create_experiment("flatten")) as run:
             mlflow.log_params(params)
         logged = mlflow.MlflowClient().get_run(run.info.run_id).data.params
     finally:
