@@ -126,7 +126,7 @@ def describe(exc: BaseException, uri: str | None = None) -> str:
         where = sqlite_path(uri) or "the SQLite store"
         return (f"the SQLite store {where} stayed locked by other writers through {LOCKED_ATTEMPTS} attempts "
                 f"({first}); fewer concurrent runs, or an `mlflow server` with a PostgreSQL backend "
-                "(docs/experiments.md#concurrent-runs), avoid this")
+                "(docs/experiments.md#6-concurrent-runs), avoid this")
     if kind == "conflict":
         return (f"a concurrent writer changed the same registry or run entry {CONFLICT_ATTEMPTS} times in a row "
                 f"({first})")
