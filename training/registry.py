@@ -15,6 +15,7 @@ class Decision:
     reason: str
     candidate: dict
     champion: dict | None
+    exported_to: str | None = None
 
 
 def frozen_corpus(pattern: str):
@@ -32,9 +33,9 @@ class EvalSet:
     n: int
 
     def metrics(self, model_uri: str) -> dict:
-        import mlflow
+        from training.modelref import load
 
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = load(model_uri, "model")
         if self.name.startswith("real:"):
             from training.real_eval import real_metrics
 
@@ -84,12 +85,14 @@ def candidate_version(candidate_uri: str, default_name: str) -> tuple[str, str]:
 
 
 def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion",
-            real_labels: str | None = "data/real/labels.jsonl", data_dir: str | None = None) -> Decision:
+            real_labels: str | None = "data/real/labels.jsonl", data_dir: str | None = None,
+            export_dir: str | None = None) -> Decision:
     """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`.
 
     Both models are scored on the same frozen set here (not read from their runs), so a champion trained under
     other conditions is still compared on equal terms. The comparison goes into the version's description and
-    tags whichever way it goes."""
+    tags whichever way it goes. When @champion moves (or stays on the candidate), the model is exported to
+    `export_dir` (`register.export_dir`), so the exported folder always holds the champion."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -99,7 +102,10 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
         client.get_model_version(name, version)
     except MlflowException:
         raise ValueError(f"--candidate {candidate_uri}: version {version} of {name} is not registered") from None
+    from training.progress import stage
+
     corpus = eval_set(eval_data, real_labels, data_dir)
+    stage(f"gate: scoring candidate {name} v{version} on {eval_data} ({corpus.n} items)")
     cand = corpus.metrics(f"models:/{name}/{version}")
     if metric not in cand:
         raise KeyError(f"promotion.metric: {metric!r} is not measured; choose one of {sorted(cand)}")
@@ -113,6 +119,7 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
     elif str(champ_version) == str(version):
         promoted, reason, champ = True, f"version {version} already holds @{alias}", cand
     else:
+        stage(f"gate: scoring champion v{champ_version} on {eval_data}")
         champ = corpus.metrics(f"models:/{name}/{champ_version}")
         delta = cand[metric] - champ[metric]
         promoted = delta >= -margin
@@ -131,9 +138,14 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
     if champ is not None and champ_version is not None:
         client.set_model_version_tag(name, version, "promotion.champion_version", str(champ_version))
         client.set_model_version_tag(name, version, f"promotion.champion_{metric}", f"{champ[metric]:.6f}")
+    exported = None
     if promoted:
         client.set_registered_model_alias(name, alias, version)
-    return Decision(promoted, reason, cand, champ)
+        if export_dir and alias == "champion":
+            stage(f"exporting the champion (v{version}) to {export_dir}")
+            export(f"models:/{name}/{version}", export_dir)
+            exported = export_dir
+    return Decision(promoted, reason, cand, champ, exported)
 
 
 def register_and_promote(model_uri: str, cfg, run_id: str) -> dict:
@@ -142,16 +154,21 @@ def register_and_promote(model_uri: str, cfg, run_id: str) -> dict:
 
     from training import tracking
 
+    from training.progress import stage
+
+    stage(f"registering a new version of {cfg.register.name}")
     version = tracking.register(model_uri, cfg.register.name, tags={"run_id": run_id, "family": cfg.model.family})
     tracking.set_alias(cfg.register.name, cfg.register.alias, version.version)
     out = {"registered_version": int(version.version), "alias": cfg.register.alias}
     if cfg.register.alias == "candidate" and cfg.register.promote:
         decision = promote(f"models:/{cfg.register.name}/{version.version}", cfg.register.name,
                            cfg.promotion.metric, cfg.promotion.margin, cfg.promotion.eval_data,
-                           real_labels=cfg.data.real, data_dir=cfg.data.data_dir)
+                           real_labels=cfg.data.real, data_dir=cfg.data.data_dir, export_dir=cfg.register.export_dir)
         out.update({"promoted": decision.promoted, "promotion_reason": decision.reason})
+        if decision.exported_to:
+            out["exported_to"] = decision.exported_to
         mlflow.set_tag("promotion", decision.reason)
-    if cfg.register.export_dir and (cfg.register.alias == "champion" or out.get("promoted")):
+    elif cfg.register.export_dir and cfg.register.alias == "champion":
         export(f"models:/{cfg.register.name}/{version.version}", cfg.register.export_dir)
         out["exported_to"] = cfg.register.export_dir
     return out
