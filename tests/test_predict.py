@@ -65,7 +65,7 @@ def test_tpc_score_creates_no_store_either(tmp_path, trained):
     import os
 
     (tmp_path / "in.jsonl").write_text('{"text": "Ankara livre des drones."}\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     code = ("import sys; from training import tracking; from pathlib import Path; "
             "tracking.PROJECT_DIR = Path(sys.argv[1]); from training.cli import main; sys.exit(main(sys.argv[2:]))")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "project"), "score", "in.jsonl", "-o",
