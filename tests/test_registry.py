@@ -108,3 +108,39 @@ def test_default_pipeline_registered_through_the_gate(trained):
     assert mv.tags["promotion.decision"] == "promoted"
     assert trained["result"]["promoted"] is True
     assert str(client.get_model_version_by_alias("turkey-policy", "candidate").version) == version
+
+
+def test_the_exported_champion_follows_every_promotion(gate, capsys):
+    """`models/...` always holds the version @champion points to, whether train's gate or `tpc promote` moved it."""
+    from mlflow.models import Model
+
+    name, export_dir = "turkey-policy-export-test", Path("models") / "export-test"
+    client = MlflowClient()
+
+    def register(bundle, note):
+        with mlflow.start_run(run_name=f"export-{note}"):
+            example = pd.DataFrame({"id": ["x"], "text": ["Ankara livre des drones."]})
+            from training.bundle import Bundle
+
+            info = tracking.log_pyfunc(bundle, example, Bundle.load(bundle).predict_frame(example))
+        return str(tracking.register(info.model_uri, name).version)
+
+    def exported_version():
+        uuid = Model.load(str(export_dir)).model_uuid
+        return next(v for v in ("1", "2", "3") if mlflow.models.get_model_info(f"models:/{name}/{v}").model_uuid == uuid)
+
+    v1 = register(gate["good"], "one")
+    first = promote(f"models:/{name}/{v1}", name, METRIC, 0.0, "data/challenge/*.jsonl", export_dir=str(export_dir))
+    assert first.promoted and first.exported_to == str(export_dir) and exported_version() == v1
+    v2 = register(gate["good"], "two")
+    args = ["promote", "--candidate", f"models:/{name}/{v2}",
+            "--set", f"register.name={name}", "--set", f"register.export_dir={export_dir}",
+            "--set", "promotion.eval_data=data/challenge/*.jsonl", "--set", f"promotion.metric={METRIC}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PROMOTED: ") and f"exported the champion to {export_dir}" in out
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v2
+    assert exported_version() == v2  # not the stale v1
+    v3 = register(gate["bad"], "refused")
+    assert main([*args[:2], f"models:/{name}/{v3}", *args[3:]]) == 3
+    assert "exported" not in capsys.readouterr().out and exported_version() == v2  # a refusal exports nothing

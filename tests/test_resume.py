@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from test_score import make_articles, write_jsonl
-from training.score import InputError, score
+from training.score import InputError, Interrupted, score
 
 MODEL = "models:/turkey-policy@champion"
 
@@ -102,7 +102,7 @@ def _identity_of(src: Path, tmp_path: Path) -> dict:
 
     sc._Output.write = stop_after_first
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(Interrupted, match="interrupted after 50 rows: rerun the same command with --resume"):
             score(src, tmp_path / "capture.jsonl", MODEL, chunk_size=50)
     finally:
         sc._Output.write = original
@@ -126,3 +126,44 @@ def test_resume_without_an_interrupted_run_starts_fresh(big_input, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [json.loads(line) for _, line in zip(range(30), big_input.open())])
     summary = score(src, tmp_path / "out.jsonl", MODEL, resume=True)
     assert summary["rows"] == 30 and summary["resumed_rows"] == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_says_how_to_resume_and_exits_130(big_input, trained, tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: no traceback, the workers stop, exit code 130,
+    and the advised command finishes the output exactly."""
+    import psutil
+
+    reference = big_input.with_name("reference.jsonl")
+    if not reference.exists():
+        assert score(big_input, reference, MODEL, chunk_size=100, workers=1)["rows"] == 2000
+    out = tmp_path / "out.jsonl"
+    args = [str(big_input), "-o", str(out), "--chunk-size", "100", "--workers", "2"]
+    proc = _tpc(args, tmp_path, trained["uri"])
+    sidecar = out.with_name(out.name + ".progress.json")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        try:
+            if json.loads(sidecar.read_text())["state"]["rows"] >= 300:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    rows = json.loads(sidecar.read_text())["state"]["rows"]
+    assert err.strip().splitlines()[-1] == f"tpc: interrupted after {rows} rows: rerun the same command with --resume"
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+    resumed = _tpc([*args, "--resume"], tmp_path, trained["uri"])
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err.decode()[-3000:]
+    assert json.loads(err.decode().strip().splitlines()[-1])["resumed_rows"] == rows
+    assert out.read_bytes() == reference.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -123,7 +124,7 @@ def test_cli_exit_codes_and_table(reference, tmp_path, capsys):
     assert main(["score", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "c.jsonl")]) == 2
     assert "missing.jsonl: input not found" in capsys.readouterr().err
     assert main(["score", str(good), "-o", str(tmp_path / "d.jsonl"), "--model", "models:/no-such-model/1"]) == 2
-    assert "not found in the registry" in capsys.readouterr().err
+    assert "version 1 of 'no-such-model' is not registered" in capsys.readouterr().err
 
 
 def test_an_interrupted_run_is_not_silently_overwritten(reference, tmp_path):
@@ -159,3 +160,108 @@ def test_one_pyfunc_call_on_a_whole_frame_gives_the_chunked_scorers_rows(referen
     assert len(rows) == len(reference["rows"])
     for got, want in zip(rows, reference["rows"]):
         assert {k: got[k] for k in got} == {k: want[k] for k in got}
+
+
+def _one_paragraph_error(err: str) -> str:
+    text = err.strip()
+    assert text.startswith("tpc: error: ") and "Traceback" not in text, err[-3000:]
+    assert "\n" not in text, f"more than one paragraph:\n{err[-3000:]}"
+    return text
+
+
+@pytest.mark.parametrize("model, says", [
+    ("turkey-policy", "no such model folder, and not a model URI; a registered model is models:/NAME@ALIAS"),
+    ("models:/turkey-policy/999", "version 999 of 'turkey-policy' is not registered in the store sqlite:///"),
+    ("models:/turkey-policy@nobody", "no version of 'turkey-policy' holds @nobody in the store"),
+    ("runs:/0123456789abcdef/model", "cannot download the model"),
+])
+def test_a_model_that_cannot_be_resolved_exits_2_with_one_paragraph(reference, tmp_path, capsys, model, says):
+    src = reference["path"].parent / "in.jsonl"
+    assert main(["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--model", model]) == 2
+    assert says in _one_paragraph_error(capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_model_that_cannot_be_loaded_exits_2_with_one_paragraph(reference, tmp_path, capsys, workers):
+    """A folder with a valid MLmodel whose bundle is broken: the failure is in the (spawned) worker's load."""
+    import mlflow
+
+    model = Path(mlflow.artifacts.download_artifacts("models:/turkey-policy@champion", dst_path=str(tmp_path / "m")))
+    (model / "artifacts" / "bundle" / "bundle.json").unlink()
+    capsys.readouterr()  # the download's own progress bars
+    src = reference["path"].parent / "in.jsonl"
+    out = tmp_path / "o.jsonl"
+    rc = main(["score", str(src), "-o", str(out), "--model", str(model), "--workers", str(workers)])
+    assert rc == 2
+    assert "cannot load the model" in _one_paragraph_error(capsys.readouterr().err)
+    assert not out.exists() and not out.with_name("o.jsonl.partial").exists()  # nothing to resume either
+
+
+def test_a_finished_output_is_refused_unless_overwrite(reference, tmp_path, capsys):
+    src = reference["path"].parent / "in.jsonl"
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b"an earlier result\n")
+    with pytest.raises(InputError, match="exists from a finished run; pass --overwrite"):
+        score(src, out, "models:/turkey-policy@champion")
+    assert main(["score", str(src), "-o", str(out)]) == 2
+    assert "--overwrite" in _one_paragraph_error(capsys.readouterr().err)
+    assert out.read_bytes() == b"an earlier result\n"
+    with pytest.raises(InputError, match="exists from a finished run"):  # --resume is no way around it
+        score(src, out, "models:/turkey-policy@champion", resume=True)
+    assert main(["score", str(src), "-o", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == reference["path"].read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(reference, tmp_path, capsys, monkeypatch):
+    """Not a terminal (pytest captures stderr): lines with rows, rate, share read and ETA, at the interval given
+    by TPC_PROGRESS_SECONDS (0: after every chunk; the default is 10 s)."""
+    monkeypatch.setenv("TPC_PROGRESS_SECONDS", "0")
+    src = reference["path"].parent / "in.jsonl"
+    score(src, tmp_path / "o.jsonl", "models:/turkey-policy@champion", chunk_size=200)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tpc score:")]
+    assert len(lines) == 3, lines  # 600 rows in chunks of 200
+    pattern = re.compile(r"tpc score: ([\d,]+) rows, [\d,.]+ articles/s(, (\d+)% of the input read, ETA \d+ (s|min))?")
+    rows = []
+    for line in lines:
+        m = pattern.fullmatch(line)
+        assert m, line
+        rows.append(int(m.group(1).replace(",", "")))
+    assert rows == [200, 400, 600]
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]  # the last chunk has read the whole input
+    monkeypatch.setenv("TPC_PROGRESS_SECONDS", "soon")
+    with pytest.raises(InputError, match="TPC_PROGRESS_SECONDS"):
+        score(src, tmp_path / "p.jsonl", "models:/turkey-policy@champion")
+
+
+def test_a_progress_bar_on_a_terminal(reference, trained, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    src = reference["path"].parent / "in.jsonl"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained["uri"]}
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "score", str(src), "-o", str(tmp_path / "o.jsonl"),
+                             "--chunk-size", "100"], stdout=subprocess.DEVNULL, stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(timeout=300) == 0
+    os.close(master)
+    text = seen.decode("utf-8", "replace")
+    assert "600/600" in text and " articles/s]" in text, text[-2000:]  # tqdm's bar, its total estimated as it goes
+    assert "tpc score:" not in text  # no progress lines on a terminal

@@ -127,13 +127,14 @@ def sweep(tmp_path_factory):
     with isolated(d) as uri:
         cfg = load_config("configs/sweep.yaml", QUICK)
         first = run_search(cfg, 2, resolve("configs/sweep.yaml", QUICK), "configs/sweep.yaml")
+        # what the first command logged on the parent (the rerun below logs its own best there)
+        best_yaml = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{first['parent_run_id']}/best/resolved.yaml"))
+        best_json = mlflow.artifacts.load_dict(f"runs:/{first['parent_run_id']}/best/trial.json")
         # the same sweep again, one more trial (the final model is not retrained: it is the slow part)
         again = run_search(cfg, 1, resolve("configs/sweep.yaml", QUICK), "configs/sweep.yaml", train_final=False)
         mlflow.set_tracking_uri(uri)
         runs = mlflow.search_runs(experiment_names=["turkey-policy"], output_format="list")
         client = mlflow.MlflowClient(uri)
-        best_yaml = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{first['parent_run_id']}/best/resolved.yaml"))
-        best_json = mlflow.artifacts.load_dict(f"runs:/{first['parent_run_id']}/best/trial.json")
         final_yaml = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{first['run_id']}/config/resolved.yaml"))
         versions = client.search_model_versions("name='turkey-policy'")
         yield {"first": first, "again": again, "runs": runs, "best_yaml": best_yaml, "best_json": best_json,
@@ -201,3 +202,23 @@ def test_rerun_continues_the_same_study_and_parent(sweep):
     # the rerun proposed a new point, not a replay of the first trials
     values = [json.dumps(t.params, sort_keys=True) for t in study.trials]
     assert len(set(values)) == 3
+
+
+def test_trial_0_is_the_starting_config(sweep):
+    """The sweep tries its base config first, so its best is never worse than not sweeping (issue 18)."""
+    trials = {r.data.tags["search.trial"]: r for r in by_role(sweep["runs"], "trial")}
+    params = trials["0"].data.params
+    assert (float(params["model.C"]), params["model.min_df"], float(params["topic.min_threshold"])) == (4.0, "1", 0.05)
+    assert sweep["first"]["best_value"] >= trials["0"].data.metrics["cv_topic_macro_f1"]
+
+
+def test_starting_params_as_optuna_values_and_what_cannot_be_one():
+    from training.search import starting_params
+
+    cfg = load_config(REPO / "configs" / "sweep.yaml")
+    dims = parse_space({"model.C": [0.5, 8, "log"], "model.min_df": [1, 3, "int"],
+                        "model.char_ngrams": [[[2, 4], [2, 5], None], "categorical"]})
+    assert starting_params(cfg, dims) == ({"model.C": 4.0, "model.min_df": 1, "model.char_ngrams": "[2, 5]"}, [])
+    params, outside = starting_params(load_config(REPO / "configs" / "sweep.yaml", ["model.char_ngrams=[3, 6]"]),
+                                      dims)
+    assert "model.char_ngrams" not in params and outside == ["model.char_ngrams=[3, 6]"]

@@ -1,6 +1,7 @@
-"""`tpc`: a thin command line over the library. Exit codes: 0 ok, 1 rows with errors (scoring), 2 bad usage/input,
-3 candidate refused (promote), 4 a step left unfinished that the printed command finishes (a lock, a conflict, the
-store; for train: the version is registered and its run FINISHED)."""
+"""`tpc`: a thin command line over the library. Exit codes: 0 ok, 1 rows with errors (scoring), 2 bad usage/input
+(config, data, model, store), 3 candidate refused (promote), 4 a step left unfinished that the printed command
+finishes (a lock, a conflict, the store; for train: the version is registered and its run FINISHED), 130 interrupted
+(Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from training import MODEL_NAME, TOPICS
 
 DEFAULT_MODEL = f"models:/{MODEL_NAME}@champion"
+SET_HELP = ("override a config key (dotted; the value is YAML), e.g. --set splits.n_folds=3; repeatable; after the "
+            "items of the TPC_SET environment variable")
 
 
 def _cmd_train(args) -> int:
@@ -54,7 +57,7 @@ def _cmd_score(args) -> int:
     from training.score import score
 
     summary = score(args.input, args.output, args.model, chunk_size=args.chunk_size, workers=args.workers,
-                    resume=args.resume, engine=args.engine, max_chars=args.max_chars)
+                    resume=args.resume, engine=args.engine, max_chars=args.max_chars, overwrite=args.overwrite)
     print(json.dumps(summary), file=sys.stderr)
     if args.table:
         _print_table(args.output)
@@ -64,18 +67,16 @@ def _cmd_score(args) -> int:
 def _cmd_evaluate(args) -> int:
     import datetime
 
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from training.data import load_files
     from training.evaluate import evaluate_report
-    from training.tracking import tracking_uri
+    from training.modelref import check_path, load, needs_store, use_store
 
     if not args.data and not args.real:
         print("tpc: error: give labelled DATA files, --real dev|test, or both", file=sys.stderr)
         return 2
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
+    check_path(args.model_uri, "MODEL_URI")
+    if needs_store(args.model_uri):
+        use_store()  # an existing store only: evaluating never creates an empty one
     # bad data fails here, before the model is loaded
     corpus = load_files(args.data, key="tpc evaluate DATA") if args.data else None
     arts = None
@@ -83,11 +84,7 @@ def _cmd_evaluate(args) -> int:
         from training.real import load_real
 
         arts = load_real(args.real_labels, args.data_dir, splits=tuple(args.real))
-    try:
-        model = mlflow.pyfunc.load_model(args.model_uri)
-    except (MlflowException, OSError) as exc:
-        print(f"tpc: error: cannot load model {args.model_uri!r}: {exc}", file=sys.stderr)
-        return 2
+    model = load(args.model_uri, "MODEL_URI")
     metrics: dict = {}
     if arts is not None:
         from training.real_eval import real_metrics
@@ -108,14 +105,15 @@ def _cmd_promote(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from training.config import load_config
+    from training.modelref import use_store
     from training.registry import PromotionError, promote
-    from training.tracking import setup
 
     cfg = load_config(args.config, args.set)
-    uri = setup(cfg.tracking_uri, cfg.experiment)
+    uri = use_store(cfg.tracking_uri)  # the store the candidate is registered in: never a new, empty one
     try:
         d = promote(args.candidate, cfg.register.name, cfg.promotion.metric, cfg.promotion.margin,
-                    cfg.promotion.eval_data, real_labels=cfg.data.real, data_dir=cfg.data.data_dir)
+                    cfg.promotion.eval_data, real_labels=cfg.data.real, data_dir=cfg.data.data_dir,
+                    export_dir=cfg.register.export_dir)
     except (ValueError, KeyError) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
         return 2
@@ -136,6 +134,8 @@ def _cmd_promote(args) -> int:
               f"this command. Run it again with:\n  {' '.join(shlex.quote(a) for a in again)}", file=sys.stderr)
         return 4
     print(("PROMOTED: " if d.promoted else "REFUSED: ") + d.reason)
+    if d.exported_to:
+        print(f"exported the champion to {d.exported_to}")
     return 0 if d.promoted else 3
 
 
@@ -183,23 +183,38 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tpc", description="Train, track, package and serve the turkey-policy classifiers.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train both classifiers from a config, log to MLflow, register")
-    t.add_argument("config")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    t.add_argument("--trials", type=int, default=0, help="run a hyper-parameter search with N trials")
+    t = sub.add_parser("train", help="train both classifiers from a config, log to MLflow, register",
+                       description="Train both classifiers from a config, log the run to MLflow, register a version "
+                                   "and pass it through the promotion gate. Stages are reported on stderr.")
+    t.add_argument("config", help="YAML config, e.g. configs/default.yaml (see `tpc config show`)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    t.add_argument("--trials", type=int, default=0, metavar="N",
+                   help="run N trials of the config's `search:` sweep (Optuna), then train the best config")
     t.add_argument("--jobs", type=int, default=1, metavar="K",
                    help="with --trials: run K trials at once, in K worker processes sharing the study")
     t.set_defaults(func=_cmd_train)
 
-    s = sub.add_parser("score", help="score a JSONL/CSV/Parquet file or a folder of .txt articles")
-    s.add_argument("input")
-    s.add_argument("-o", "--output", required=True, help="output .jsonl or .parquet")
-    s.add_argument("--model", default=DEFAULT_MODEL, help=f"model URI (default {DEFAULT_MODEL})")
-    s.add_argument("--chunk-size", type=int, default=500)
-    s.add_argument("--workers", type=int, default=1)
+    s = sub.add_parser("score", help="score a JSONL/CSV/Parquet file or a folder of .txt articles",
+                       description="Score whole articles: one output row per input row, in input order. Exit codes: "
+                                   "0 all rows scored, 1 some rows are error records, 2 the input, the output or the "
+                                   "model could not be used, 130 interrupted (rerun with --resume).")
+    s.add_argument("input", help="a .jsonl/.csv/.parquet file with a `text` column (optional `id`), or a folder of "
+                                 ".txt files (one article each)")
+    s.add_argument("-o", "--output", required=True, help="output .jsonl or .parquet (refused if it exists, unless "
+                                                         "--overwrite)")
+    s.add_argument("--model", default=DEFAULT_MODEL, help=f"model URI (default {DEFAULT_MODEL}); an alias is "
+                                                          "pinned to its version at the start")
+    s.add_argument("--chunk-size", type=int, default=500, metavar="ROWS",
+                   help="rows sent to a worker at a time (default 500, at most 2000)")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="scoring processes (default 1; use the number of cores for large files; local engine)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted run of the same command")
-    s.add_argument("--engine", choices=["local", "spark"], default="local")
-    s.add_argument("--max-chars", type=int, default=200_000, help="longer articles are truncated and flagged")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUTPUT (the old file stays until the new one is complete)")
+    s.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default): worker processes; spark: mlflow.pyfunc.spark_udf in a local[2] session")
+    s.add_argument("--max-chars", type=int, default=200_000, metavar="CHARS",
+                   help="longer articles are truncated and flagged (default 200000)")
     s.add_argument("--table", action="store_true", help="print a short table of the results")
     s.set_defaults(func=_cmd_score)
 
@@ -216,9 +231,11 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("promote", help="move @champion to a candidate if it is not worse on the frozen set")
-    pr.add_argument("--candidate", required=True, help="models:/turkey-policy/N")
-    pr.add_argument("--config", default="configs/default.yaml")
-    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pr.add_argument("--candidate", required=True,
+                    help="the version to gate: models:/turkey-policy/N or models:/turkey-policy@candidate")
+    pr.add_argument("--config", default="configs/default.yaml",
+                    help="config whose `promotion:` and `register:` sections apply (default configs/default.yaml)")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     pr.set_defaults(func=_cmd_promote)
 
     d = sub.add_parser("data", help="data tools: the labelling queue, the OrangeSum import")
@@ -244,27 +261,51 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True)
     cs = csub.add_parser("show", help="print the fully resolved config")
-    cs.add_argument("config")
-    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cs.add_argument("config", help="YAML config, e.g. configs/default.yaml")
+    cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     cs.set_defaults(func=_cmd_config_show)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from training import progress
+
+    args = parser().parse_args(argv)
+    # Noise that says nothing to a user of this model: MLflow's download bars (one per model load).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    progress.enable(args.command)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("tpc: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from mlflow.exceptions import MlflowException
+
     from training.config import ConfigError
     from training.data import DataError
+    from training.modelref import ModelError
     from training.orangesum import AssetError
-    from training.score import InputError, ScoringError
+    from training.score import InputError, Interrupted, ScoringError
     from training.suggest import SuggestError
     from training.tracking import TrackingError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, AssetError, SuggestError, InputError, ScoringError, TrackingError,
+    except Interrupted as exc:
+        print(f"tpc: {exc}", file=sys.stderr)
+        return 130
+    except (ConfigError, DataError, AssetError, SuggestError, InputError, ScoringError, TrackingError, ModelError,
             FileNotFoundError) as exc:
         print(f"tpc: error: {exc}", file=sys.stderr)
+        return 2
+    except MlflowException as exc:  # the store refused something: one paragraph, not MLflow's traceback
+        print(f"tpc: error: MLflow: {' '.join(exc.message.split())[:600]}", file=sys.stderr)
         return 2
 
 

@@ -6,6 +6,8 @@ import copy
 import difflib
 import hashlib
 import json
+import os
+import shlex
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
@@ -340,10 +342,21 @@ def _explain(exc: ValidationError, source: str, path: Path | None = None, overri
     return "\n".join(lines)
 
 
+def env_overrides() -> list[str]:
+    """`--set` items from the environment variable TPC_SET (shell syntax: `TPC_SET='splits.n_folds=2
+    model.char_ngrams=null'`), applied after the file and before the command line's own --set items."""
+    value = os.environ.get("TPC_SET", "")
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise ConfigError(f"TPC_SET={value!r}: {exc}; write it as --set items separated by spaces, quoted as in a "
+                          "shell, e.g. TPC_SET='splits.n_folds=2 model.char_ngrams=null'") from None
+
+
 def resolve(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    """The fully resolved raw config: file (with `extends`) + overrides, not yet validated."""
+    """The fully resolved raw config: file (with `extends`) + TPC_SET + overrides, not yet validated."""
     raw = _read_yaml(Path(path)) if path else {}
-    return apply_overrides(raw, overrides or [])
+    return apply_overrides(raw, env_overrides() + list(overrides or []))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -351,7 +364,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, str(path or "<defaults>"), Path(path) if path else None, overrides or [])) from None
+        raise ConfigError(_explain(exc, str(path or "<defaults>"), Path(path) if path else None,
+                                   env_overrides() + list(overrides or []))) from None
 
 
 def stance_model_config(cfg: TrainConfig):

@@ -13,14 +13,16 @@ DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@champion"
 
 @functools.lru_cache(maxsize=4)
 def load_model(model_uri: str = DEFAULT_MODEL_URI, tracking_uri: str | None = None):
-    import mlflow
+    """The pyfunc, found the way `tpc score` finds it: MLFLOW_TRACKING_URI, else `tracking_uri`, else the first
+    `mlflow.db` in the working directory or its parents, else the one of the project the package is installed from.
+    The store must exist (nothing is created); a model that cannot be found or loaded raises
+    `training.modelref.ModelError` (a store that cannot be found: `training.tracking.TrackingError`), one paragraph
+    each."""
+    from training.modelref import load, needs_store, use_store
 
-    from training.tracking import tracking_uri as resolve_uri
-
-    uri = resolve_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return mlflow.pyfunc.load_model(model_uri)
+    if needs_store(model_uri):
+        use_store(tracking_uri)
+    return load(model_uri, "model_uri")
 
 
 def predict(texts, model_uri: str = DEFAULT_MODEL_URI, ids=None, tracking_uri: str | None = None) -> list[dict]:

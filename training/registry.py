@@ -24,6 +24,7 @@ class Decision:
     reason: str
     candidate: dict
     champion: dict | None
+    exported_to: str | None = None
 
 
 def frozen_corpus(pattern: str):
@@ -41,9 +42,9 @@ class EvalSet:
     n: int
 
     def metrics(self, model_uri: str) -> dict:
-        import mlflow
+        from training.modelref import load
 
-        model = mlflow.pyfunc.load_model(model_uri)
+        model = load(model_uri, "model")
         if self.name.startswith("real:"):
             from training.real_eval import real_metrics
 
@@ -214,12 +215,14 @@ def promotion_lock(client, name: str, holder: str):
 
 
 def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data: str, alias: str = "champion",
-            real_labels: str | None = "data/real/labels.jsonl", data_dir: str | None = None) -> Decision:
+            real_labels: str | None = "data/real/labels.jsonl", data_dir: str | None = None,
+            export_dir: str | None = None) -> Decision:
     """Move `alias` to the candidate only if it is not worse than the current holder by more than `margin`.
 
     Both models are scored on the same frozen set here (not read from their runs), so a champion trained under
     other conditions is still compared on equal terms. The comparison goes into the version's description and
-    tags whichever way it goes.
+    tags whichever way it goes. When @champion moves (or stays on the candidate), the model is exported to
+    `export_dir` (`register.export_dir`), so the exported folder always holds the champion.
 
     A compare-and-set, serialized per registered model: under the promotion lock, the holder of `alias` is read,
     compared, read again right before the alias moves, and the alias moves only if it is unchanged; otherwise the
@@ -233,7 +236,10 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
         client.get_model_version(name, version)
     except MlflowException:
         raise ValueError(f"--candidate {candidate_uri}: version {version} of {name} is not registered") from None
+    from training.progress import stage
+
     corpus = eval_set(eval_data, real_labels, data_dir)
+    stage(f"gate: scoring candidate {name} v{version} on {eval_data} ({corpus.n} items)")
     cand = corpus.metrics(f"models:/{name}/{version}")  # outside the lock: it does not depend on the champion
     if metric not in cand:
         raise KeyError(f"promotion.metric: {metric!r} is not measured; choose one of {sorted(cand)}")
@@ -249,6 +255,7 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
                 promoted, reason, champ = True, f"version {version} already holds @{alias}", cand
             else:
                 if champ_version not in scores:
+                    stage(f"gate: scoring champion v{champ_version} on {eval_data}")
                     scores[champ_version] = corpus.metrics(f"models:/{name}/{champ_version}")
                 champ = scores[champ_version]
                 delta = cand[metric] - champ[metric]
@@ -280,7 +287,12 @@ def promote(candidate_uri: str, name: str, metric: str, margin: float, eval_data
             client.set_model_version_tag(name, version, key, value)
         if promoted and champ_version != str(version):  # last: a failure before it leaves @alias where it was
             client.set_registered_model_alias(name, alias, version)
-    return Decision(promoted, reason, cand, champ)
+    exported = None
+    if promoted and export_dir and alias == "champion":
+        stage(f"exporting the champion to {export_dir}")
+        export_champion(name, export_dir)
+        exported = export_dir
+    return Decision(promoted, reason, cand, champ, exported)
 
 
 def register_and_promote(model_uri: str, cfg, run_id: str, config_path: str | None = None) -> dict:
@@ -292,8 +304,10 @@ def register_and_promote(model_uri: str, cfg, run_id: str, config_path: str | No
     import mlflow
 
     from training import concurrency, tracking
+    from training.progress import stage
 
     name = cfg.register.name
+    stage(f"registering a new version of {name}")
     version = tracking.register(model_uri, name, tags={"run_id": run_id, "family": cfg.model.family})
     v = str(version.version)
     out: dict = {"registered_version": int(v), "alias": cfg.register.alias}

@@ -12,10 +12,12 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.bundle import MAX_ARTICLE_CHARS
+from training.modelref import ModelError
 
 EXTRA_COLUMNS = ["model_name", "model_version"]
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -42,6 +45,17 @@ class ScoringError(RuntimeError):
     """Scoring stopped part-way (a worker died); progress so far is kept for --resume."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) while scoring: the workers are stopped, the committed rows are kept for --resume."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        super().__init__(f"interrupted after {rows} rows: rerun the same command with --resume")
+
+
+PROGRESS_SECONDS = 10.0  # a progress line this often when stderr is not a terminal (TPC_PROGRESS_SECONDS)
+
+
 # -- reading ---------------------------------------------------------------------------------------------------
 @dataclass
 class Chunk:
@@ -50,6 +64,7 @@ class Chunk:
     errors: list = field(default_factory=list)
     wheres: list = field(default_factory=list)
     chars: int = 0
+    frac: float = 0.0  # share of the input read once this chunk is complete (for the progress estimate)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -107,9 +122,19 @@ class _Rows:
         return rid, text[: self.max_chars + 1], None, where
 
 
-def _jsonl_raw(path: Path) -> Iterator[tuple]:
+class _Position:
+    """How far a reader is through its input, 0..1 (bytes, rows or files, whichever the format knows)."""
+
+    def __init__(self):
+        self.frac = 0.0
+
+
+def _jsonl_raw(path: Path, pos: _Position) -> Iterator[tuple]:
+    size, consumed = max(path.stat().st_size, 1), 0
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, 1):
+            consumed += len(raw)
+            pos.frac = consumed / size
             where = f"{path.name}:{n}"
             try:
                 line = raw.decode("utf-8")
@@ -132,9 +157,10 @@ def _jsonl_raw(path: Path) -> Iterator[tuple]:
                 yield obj.get("id"), obj["text"], None, where
 
 
-def _csv_raw(path: Path) -> Iterator[tuple]:
+def _csv_raw(path: Path, pos: _Position) -> Iterator[tuple]:
     csv.field_size_limit(2**31 - 1)  # the default (128 KB) would fail long articles
-    with path.open("r", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+    size = max(path.stat().st_size, 1)
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, strict=True)
         try:
             header = next(reader, None)
@@ -148,6 +174,7 @@ def _csv_raw(path: Path) -> Iterator[tuple]:
             for rec in reader:
                 where = f"{path.name}:{start}"
                 start = reader.line_num + 1
+                pos.frac = min(raw.tell() / size, 1.0)  # read-ahead: within one buffer of the truth
                 if not rec or (len(rec) == 1 and not rec[0].strip()):
                     continue
                 if len(rec) != len(header):
@@ -158,7 +185,7 @@ def _csv_raw(path: Path) -> Iterator[tuple]:
             raise InputError(f"{path}:{reader.line_num}: malformed CSV ({exc}); fix the quoting there") from None
 
 
-def _parquet_raw(path: Path, batch_size: int) -> Iterator[tuple]:
+def _parquet_raw(path: Path, batch_size: int, pos: _Position) -> Iterator[tuple]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -170,22 +197,24 @@ def _parquet_raw(path: Path, batch_size: int) -> Iterator[tuple]:
     if "text" not in names:
         raise InputError(f"{path}: wrong schema: no `text` column (columns: {names})")
     cols = ["text"] + (["id"] if "id" in names else [])
-    n = 0
+    n, total = 0, max(pf.metadata.num_rows, 1)
     for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
         texts = batch.column("text").to_pylist()
         ids = batch.column("id").to_pylist() if "id" in cols else [None] * len(texts)
         for rid, text in zip(ids, texts):
+            pos.frac = (n + 1) / total
             yield rid, text, None, f"{path.name}:row {n}"
             n += 1
 
 
-def _folder_raw(path: Path, max_chars: int) -> Iterator[tuple]:
+def _folder_raw(path: Path, max_chars: int, pos: _Position) -> Iterator[tuple]:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".txt")
     if not files:
         raise InputError(f"{path}: folder has no .txt files")
     # At most 4 bytes per character: enough to know whether the text is longer than max_chars.
     limit = 4 * (max_chars + 1)
-    for f in files:
+    for k, f in enumerate(files, 1):
+        pos.frac = k / len(files)
         where = f.name
         try:
             if not f.is_file():  # a FIFO or device would block, a folder cannot be read
@@ -225,8 +254,10 @@ def read_chunks(path: str | Path, chunk_size: int = 500, max_chars: int = MAX_AR
     kind = input_kind(path)
     if kind != "folder" and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file, nothing to score")
-    raw = {"jsonl": lambda: _jsonl_raw(path), "csv": lambda: _csv_raw(path),
-           "parquet": lambda: _parquet_raw(path, chunk_size), "folder": lambda: _folder_raw(path, max_chars)}[kind]()
+    pos = _Position()
+    raw = {"jsonl": lambda: _jsonl_raw(path, pos), "csv": lambda: _csv_raw(path, pos),
+           "parquet": lambda: _parquet_raw(path, chunk_size, pos),
+           "folder": lambda: _folder_raw(path, max_chars, pos)}[kind]()
     rows = _Rows(max_chars)
     chunk, total = Chunk(), 0
     for item in raw:
@@ -238,10 +269,12 @@ def read_chunks(path: str | Path, chunk_size: int = 500, max_chars: int = MAX_AR
         chunk.chars += len(text) if text else 0
         if len(chunk) >= chunk_size or chunk.chars >= CHUNK_CHAR_BUDGET:
             total += len(chunk)
+            chunk.frac = pos.frac
             yield chunk
             chunk = Chunk()
     if len(chunk):
         total += len(chunk)
+        chunk.frac = 1.0
         yield chunk
     if total == 0:
         raise InputError(f"{path}: no articles found (only blank lines or a header)")
@@ -288,16 +321,27 @@ def _plain(columns: list[str], frame) -> dict[str, list]:
     return out
 
 
-def score_frame(model, payload: tuple, model_name: str, model_version: str, max_chars: int):
-    """One chunk through the pyfunc -> (output columns, plain values); reader errors and locations kept."""
+def model_input(payload: tuple):
+    """A chunk as the pyfunc's input frame. Rows the reader rejected go through as empty text (the schema wants
+    strings); their error replaces the model's afterwards (`finish_frame`)."""
     import pandas as pd
 
+    ids, texts = payload[0], payload[1]
+    return pd.DataFrame({"id": ["" if i is None else i for i in ids], "text": ["" if t is None else t for t in texts]})
+
+
+def score_frame(model, payload: tuple, model_name: str, model_version: str, max_chars: int):
+    """One chunk through the pyfunc -> (output columns, plain values); reader errors and locations kept."""
+    out = model.predict(model_input(payload), params={"max_chars": max_chars})
+    return finish_frame(out, payload, model_name, model_version)
+
+
+def finish_frame(out, payload: tuple, model_name: str, model_version: str):
+    """The model's rows for one chunk -> (output columns, plain values): the reader's errors replace the model's,
+    every error is prefixed with its location, and the model's name and version are added. Both engines end here."""
     ids, texts, errors, wheres = payload
-    # Rows the reader rejected go through as empty text (the schema wants strings); their error replaces the model's.
-    frame = pd.DataFrame({"id": ["" if i is None else i for i in ids], "text": ["" if t is None else t for t in texts]})
-    out = model.predict(frame, params={"max_chars": max_chars})
-    if len(out) != len(frame):
-        raise ScoringError(f"the model returned {len(out)} rows for {len(frame)} inputs")
+    if len(out) != len(ids):
+        raise ScoringError(f"the model returned {len(out)} rows for {len(ids)} inputs")
     out = out.reset_index(drop=True)
     out_errors = out["error"].tolist()
     merged = []
@@ -330,11 +374,34 @@ _WORKER: dict = {}
 def _init_worker(model_path: str, model_name: str, model_version: str, max_chars: int, fmt: str) -> None:
     import mlflow
 
-    _WORKER.update(model=mlflow.pyfunc.load_model(model_path), name=model_name, version=model_version,
-                   max_chars=max_chars, fmt=fmt)
+    from training.modelref import quiet_loading
+
+    try:
+        with quiet_loading():
+            model = mlflow.pyfunc.load_model(model_path)
+    except Exception as exc:  # missing Python dependency, broken bundle...: the model cannot be used at all
+        from training.modelref import has_scheme
+
+        why = " ".join(str(exc).split())[:400]
+        registered = not has_scheme(model_name) and not Path(model_name).exists()
+        label = f"models:/{model_name}/{model_version}" if registered else model_name
+        raise ModelError(f"--model {label}: cannot load the model ({type(exc).__name__}: {why}); install what it "
+                         "needs in this environment, or score with another model") from None
+    _WORKER.update(model=model, name=model_name, version=model_version, max_chars=max_chars, fmt=fmt)
+
+
+def _init_pool_worker(*init_args) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone handles it (stops the pool, says how to resume).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _init_worker(*init_args)
+    except ModelError as exc:
+        _WORKER["error"] = str(exc)  # raised by the first chunk, so the parent gets the message, not a dead pool
 
 
 def _work(payload: tuple):
+    if "error" in _WORKER:
+        raise ModelError(_WORKER["error"])
     columns, values = score_frame(_WORKER["model"], payload, _WORKER["name"], _WORKER["version"],
                                   _WORKER["max_chars"])
     return _encode(columns, values, _WORKER["fmt"])
@@ -380,7 +447,7 @@ def _pooled(chunks: Iterable[Chunk], skip: int, workers: int, init_args: tuple) 
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_pool_worker,
                              initargs=init_args) as pool:
         window: deque = deque()
         try:
@@ -397,6 +464,13 @@ def _pooled(chunks: Iterable[Chunk], skip: int, workers: int, init_args: tuple) 
         except BrokenProcessPool as exc:
             raise ScoringError(f"a scoring worker died ({exc}); progress is kept: rerun with --resume "
                                "(fewer --workers or a smaller --chunk-size use less memory)") from None
+        except BaseException:
+            # Ctrl-C, a file-level input error, or the consumer stopping: stop the workers now rather than let
+            # them finish the chunks in flight (the parent would wait for them, and so would interpreter exit).
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 # -- progress sidecar and output ---------------------------------------------------------------------------------
@@ -450,29 +524,9 @@ def input_fingerprint(path: Path) -> dict:
 
 def resolve_version(model_uri: str) -> tuple[str, str]:
     """(name, version) of a registry URI such as models:/turkey-policy@champion; ('', uri) otherwise."""
-    if model_uri.startswith("models:/"):
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+    from training.modelref import resolve
 
-        ref = model_uri[len("models:/"):]
-        client = MlflowClient()
-        try:
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                return name, str(client.get_model_version_by_alias(name, alias).version)
-            name, _, version = ref.partition("/")
-            client.get_model_version(name, version)
-            return name, version
-        except MlflowException as exc:
-            raise InputError(f"--model {model_uri}: not found in the registry at {_tracking()} "
-                             f"({exc.message.splitlines()[0]})") from None
-    return "", model_uri
-
-
-def _tracking() -> str:
-    from training.tracking import tracking_uri
-
-    return tracking_uri()
+    return resolve(model_uri, "--model")
 
 
 def _check_paths(input_path: Path, output_path: Path) -> str:
@@ -553,6 +607,13 @@ class _Output:
         data = {"format": PROGRESS_FORMAT, "identity": self.identity, "state": self.state}
         _write_atomic(self.sidecar, json.dumps(data, indent=1).encode("utf-8"))
 
+    def committed_rows(self) -> int:
+        """Rows a --resume would keep: what the sidecar on disk says (an interrupt may fall inside `write`)."""
+        try:
+            return int(json.loads(self.sidecar.read_text(encoding="utf-8"))["state"]["rows"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
     def write(self, index: int, encoded, rows: int, errors: int, columns: list[str]) -> None:
         if index != self.state["chunks"]:
             raise ScoringError(f"internal: chunk {index} arrived, expected {self.state['chunks']}")
@@ -615,31 +676,108 @@ class _Output:
 
 
 def download_model(model_uri: str, name: str, version: str, dst: str) -> str:
-    import mlflow
+    from training.modelref import download
 
-    uri = f"models:/{name}/{version}" if name else model_uri
-    if Path(uri).exists():
-        return uri
-    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+    return download(model_uri, name, version, dst, "--model")
 
 
 def model_identity(local_model: str, name: str, version: str, model_uri: str) -> dict:
     from mlflow.models import Model
 
-    meta = Model.load(local_model)
+    try:
+        meta = Model.load(local_model)
+    except Exception as exc:
+        raise ModelError(f"--model {model_uri}: not an MLflow model ({' '.join(str(exc).split())[:300]}); give a "
+                         "folder holding an MLmodel file, or a models:/ or runs:/ URI") from None
     return {"model": f"{name}/{version}" if name else model_uri, "model_uuid": meta.model_uuid}
 
 
+def _check_finished(output: Path, resume: bool, overwrite: bool) -> None:
+    """A finished output is never replaced silently: --overwrite says so (the old file stays until the new one is
+    complete). The one exception: a resumed run that was killed between its final rename and the cleanup."""
+    if not output.exists() or overwrite:
+        return
+    partial = output.with_name(output.name + ".partial")
+    sidecar = output.with_name(output.name + ".progress.json")
+    if resume and sidecar.exists() and not partial.exists():
+        return
+    raise InputError(f"{output}: exists from a finished run; pass --overwrite to replace it (it is replaced only "
+                     "once the new output is complete), or choose another -o")
+
+
+def _progress_seconds() -> float:
+    value = os.environ.get("TPC_PROGRESS_SECONDS", "")
+    try:
+        seconds = float(value) if value.strip() else PROGRESS_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InputError(f"TPC_PROGRESS_SECONDS={value!r}: give a number of seconds >= 0 (default {PROGRESS_SECONDS:g})")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+class _Meter:
+    """Progress on stderr: a tqdm bar on a terminal; elsewhere (a job, a log file) a line about every
+    `every` seconds with rows, rate and an ETA estimated from how much of the input has been read."""
+
+    def __init__(self, mode: str, rows: int, every: float):
+        self.mode, self.every = mode, every
+        self.rows, self.errors, self.start_rows, self.frac = rows, 0, rows, 0.0
+        self.t0 = self.last = time.monotonic()
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit=" articles", initial=rows, file=sys.stderr)
+
+    def update(self, rows: int, errors: int, frac: float | None) -> None:
+        self.rows += rows
+        self.errors += errors
+        if frac:
+            self.frac = frac
+        if self.bar is not None:
+            if self.frac > 0:
+                self.bar.total = max(int(round(self.rows / self.frac)), self.rows)
+            self.bar.update(rows)
+        elif self.mode == "lines":
+            now = time.monotonic()
+            if now - self.last >= self.every:
+                self.last = now
+                print(self.line(now), file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        rate = (self.rows - self.start_rows) / max(now - self.t0, 1e-9)
+        text = f"tpc score: {self.rows:,} rows"
+        if self.errors:
+            text += f" ({self.errors:,} errors)"
+        text += f", {rate:,.1f} articles/s" if rate < 10 else f", {rate:,.0f} articles/s"
+        if 0 < self.frac < 1 and rate > 0:
+            left = self.rows / self.frac - self.rows
+            text += f", {self.frac:.0%} of the input read, ETA {_duration(left / rate)}"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def score(input_path, output_path, model_uri: str, chunk_size: int = 500, progress: bool | None = None,
-          workers: int = 1, resume: bool = False, engine: str = "local", max_chars: int = MAX_ARTICLE_CHARS) -> dict:
-    """Score `input_path` into `output_path` (.jsonl or .parquet); returns a summary with rows and errors."""
-    import mlflow
+          workers: int = 1, resume: bool = False, engine: str = "local", max_chars: int = MAX_ARTICLE_CHARS,
+          overwrite: bool = False) -> dict:
+    """Score `input_path` into `output_path` (.jsonl or .parquet); returns a summary with rows and errors.
 
-    if engine == "spark":
-        from training.spark import score_spark
-
-        return score_spark(input_path, output_path, model_uri, max_chars=max_chars, resume=resume)
-    if engine != "local":
+    `progress`: None shows a bar when stderr is a terminal and a line about every 10 s (TPC_PROGRESS_SECONDS)
+    otherwise; True forces the bar, False shows nothing. Ctrl-C raises `Interrupted` (committed rows are kept)."""
+    if engine not in ("local", "spark"):
         raise InputError(f"--engine {engine!r}: choose local or spark")
     if not 1 <= chunk_size <= MAX_CHUNK_ROWS:
         raise InputError(f"--chunk-size {chunk_size}: choose 1..{MAX_CHUNK_ROWS}")
@@ -647,59 +785,107 @@ def score(input_path, output_path, model_uri: str, chunk_size: int = 500, progre
         raise InputError(f"--workers {workers}: must be at least 1")
     if max_chars < 1:
         raise InputError(f"--max-chars {max_chars}: must be at least 1")
+    mode = ("bar" if sys.stderr.isatty() else "lines") if progress is None else ("bar" if progress else "off")
+    every = _progress_seconds()
     t0 = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.exists():
         raise InputError(f"{input_path}: input not found")
     fmt = _check_paths(input_path, output_path)
     input_kind(input_path)
-    uri = _tracking()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    name, version = resolve_version(model_uri)
+    _check_finished(output_path, resume, overwrite)
+    out = None
+    try:
+        from training.modelref import check_path, needs_store, use_store
 
-    with tempfile.TemporaryDirectory(prefix="tpc-model-") as model_dir:
-        local_model = download_model(model_uri, name, version, model_dir)
-        identity = {"input": input_fingerprint(input_path), **model_identity(local_model, name, version, model_uri),
-                    "chunk_size": chunk_size, "max_chars": max_chars, "format": fmt}
-        out = _Output(output_path, fmt, identity)
-        skip = 0
-        resumed_from = 0
-        if resume and out.exists():
-            skip = out.resume()["chunks"]
-            if out.state.get("done"):
-                skip = None
-            resumed_from = out.state["rows"]
-        elif out.exists():
-            raise InputError(f"{out.partial} exists from an interrupted run: pass --resume to continue it, or "
-                             f"delete it and {out.sidecar} to start over")
-        else:
-            out.start()
-        model_label = version if name else mlflow.models.get_model_info(local_model).run_id or ""
-        init_args = (local_model, name or model_uri, model_label, max_chars, fmt)
-        from tqdm import tqdm
+        check_path(model_uri, "--model")
+        if needs_store(model_uri):
+            use_store()  # an existing store only: scoring never creates an empty one
+        name, version = resolve_version(model_uri)
+        with tempfile.TemporaryDirectory(prefix="tpc-model-") as model_dir:
+            local_model = download_model(model_uri, name, version, model_dir)
+            identity = {"input": input_fingerprint(input_path),
+                        **model_identity(local_model, name, version, model_uri),
+                        "chunk_size": chunk_size, "max_chars": max_chars, "format": fmt}
+            out = _Output(output_path, fmt, identity)
+            skip = 0
+            resumed_from = 0
+            if resume and out.exists():
+                skip = out.resume()["chunks"]
+                if out.state.get("done"):
+                    skip = None
+                resumed_from = out.state["rows"]
+            elif out.exists():
+                raise InputError(f"{out.partial} exists from an interrupted run: pass --resume to continue it, or "
+                                 f"delete it and {out.sidecar} to start over")
+            else:
+                out.start()
+            model_label = version if name else _run_id(local_model)
+            init_args = (local_model, name or model_uri, model_label, max_chars, fmt)
+            fracs: dict[int, float] = {}
 
-        bar = tqdm(unit=" articles", initial=out.state["rows"],
-                   disable=not (sys.stderr.isatty() if progress is None else progress))
-        try:
+            def chunks() -> Iterator[Chunk]:
+                for i, chunk in enumerate(read_chunks(input_path, chunk_size, max_chars)):
+                    if i >= skip:
+                        fracs[i] = chunk.frac
+                    yield chunk
+
+            if skip is None:
+                scored: Iterator[tuple] = iter(())
+            elif engine == "spark":
+                from training.spark import scored_chunks
+
+                scored = scored_chunks(chunks(), skip, init_args)
+            else:
+                scored = _scored(chunks(), skip, workers, init_args)
+            meter = _Meter(mode if skip is not None else "off", out.state["rows"], every)
             try:
-                for item in () if skip is None else _scored(read_chunks(input_path, chunk_size, max_chars), skip, workers, init_args):
+                for item in scored:
                     out.write(*item)
-                    bar.update(item[2])
+                    meter.update(item[2], item[3], fracs.pop(item[0], None))
             except InputError:
                 # A file-level failure part-way: no half output may survive to look like a result.
+                _close(scored)
                 out.close()
                 out.discard()
                 raise
-        finally:
-            out.close()
-            bar.close()
-        if out.state["chunks"] == 0:
-            out.discard()
-            raise InputError(f"{input_path}: no articles found")
-        out.finish()
+            except ModelError:
+                _close(scored)
+                out.close()
+                if out.state["chunks"] == 0:  # nothing scored with this model: nothing to resume either
+                    out.discard()
+                raise
+            finally:
+                _close(scored)  # stops the workers at once when anything (Ctrl-C included) ends the loop early
+                out.close()
+                meter.close()
+            if out.state["chunks"] == 0:
+                out.discard()
+                raise InputError(f"{input_path}: no articles found")
+            out.finish()
+    except KeyboardInterrupt:
+        raise Interrupted(out.committed_rows() if out is not None else 0) from None
     seconds = time.perf_counter() - t0
-    scored = out.state["rows"] - resumed_from
-    return {"rows": out.state["rows"], "errors": out.state["errors"], "output": str(output_path),
-            "model": f"{name}/{version}" if name else model_uri, "workers": workers, "resumed_rows": resumed_from,
-            "seconds": round(seconds, 2), "articles_per_s": round(scored / seconds, 1) if seconds else None}
+    scored_rows = out.state["rows"] - resumed_from
+    summary = {"rows": out.state["rows"], "errors": out.state["errors"], "output": str(output_path),
+               "model": f"{name}/{version}" if name else model_uri, "workers": workers,
+               "resumed_rows": resumed_from, "seconds": round(seconds, 2),
+               "articles_per_s": round(scored_rows / seconds, 1) if seconds else None}
+    if engine == "spark":
+        summary.update(engine="spark", workers=None)  # Spark's own local[2] workers score
+    return summary
+
+
+def _run_id(local_model: str) -> str:
+    import mlflow
+
+    try:
+        return mlflow.models.get_model_info(local_model).run_id or ""
+    except Exception:
+        return ""
+
+
+def _close(generator) -> None:
+    close = getattr(generator, "close", None)
+    if close is not None:
+        close()

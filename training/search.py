@@ -154,6 +154,27 @@ def check_space(raw: dict, dims: list[Dimension]) -> None:
             _validate(set_key(raw, dim.key, value), f"search.space.{dim.key}", value)
 
 
+def starting_params(cfg: TrainConfig, dims: list[Dimension]) -> tuple[dict, list[str]]:
+    """The base config's own values of the searched keys, as Optuna params (trial 0 of a sweep), and the keys whose
+    base value cannot be one (a categorical value that is not among the choices: Optuna samples those)."""
+    dumped = cfg.model_dump(mode="json")
+    params, outside = {}, []
+    for dim in dims:
+        node: Any = dumped
+        for part in dim.key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if dim.kind == "categorical":
+            if json.dumps(node) in [json.dumps(c) for c in dim.choices]:
+                params[dim.key] = json.dumps(node)
+            else:
+                outside.append(f"{dim.key}={node!r}")
+        elif _number(node):
+            params[dim.key] = int(node) if dim.kind.startswith("int") else float(node)
+        else:
+            outside.append(f"{dim.key}={node!r}")
+    return params, outside
+
+
 def metric_names(labels) -> list[str]:
     """The metrics a trial reports (the cv_* and threshold_* metrics of a run)."""
     import numpy as np
@@ -287,8 +308,12 @@ def _objective(raw: dict, dims: list[Dimension], study: str, metric: str, data: 
 
     from training.train import cross_validate, seed_everything
 
+    from training.progress import stage
+
     def objective(trial) -> float:
         trial.set_user_attr("worker", _worker_id())
+        stage(f"sweep: trial {trial.number}" + (" (the starting config)" if trial.user_attrs.get("starting_config")
+                                                  else ""))
         try:
             values = {d.key: d.suggest(trial) for d in dims}
             trial.set_user_attr("values", values)
@@ -419,6 +444,12 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
     before = len(study.trials)
     # A fixed sampler seed would propose the same first points again on every resume: offset it by the history.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + before)
+    # Trial 0 is the starting config itself, so the sweep's best is never worse (in its metric) than not sweeping.
+    params, outside = starting_params(cfg, dims)
+    if outside:
+        log.warning("search: the starting config's %s is not in search.space; trial 0 samples it",
+                    ", ".join(outside))
+    study.enqueue_trial(params, user_attrs={"starting_config": True}, skip_if_exists=True)
     data = _Data()
     t0 = time.perf_counter()
 

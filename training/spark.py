@@ -1,31 +1,72 @@
 """Scoring with Spark (`tpc score --engine spark`, extra `spark`): the same pyfunc through `mlflow.pyfunc.spark_udf`.
 
 `score_dataframe` is the piece for data that lives on a cluster (Spark DataFrame in, Spark DataFrame out, write it
-with Spark); `score_spark` is the CLI path: read the input with Spark, score, and stream the rows back in input order
-into the same JSONL/Parquet output as the local engine.
+with Spark). `scored_chunks` is the command line's engine: the input is read by the local engine's reader (the same
+chunks, ids, row errors and locations), each chunk is scored by `spark_udf` in Spark's Python workers, and the rows
+go through the same output path, so both engines write the same rows and `--resume` works for both.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from training.bundle import MAX_ARTICLE_CHARS
-from training.score import EXTRA_COLUMNS, InputError, _check_paths, _Output, _tracking, input_kind, output_schema
+from training.score import InputError, ScoringError, output_schema
 
 ROW = "_tpc_row"
 
 
+def log_path() -> Path:
+    """Where Spark's own output goes (JVM log lines and warnings, the stderr of its Python workers)."""
+    return Path(tempfile.gettempdir()) / f"tpc-spark-{os.getpid()}.log"
+
+
+@contextlib.contextmanager
+def _process_output_to(path: Path):
+    """Send this process's stdout and stderr file descriptors to `path` while Spark starts its JVM: the JVM (and
+    the Python workers it starts later) inherit them, so their chatter lands in the log, not on the console."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = (os.dup(1), os.dup(2))
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
 def spark_session(master: str = "local[2]", app: str = "tpc-score"):
+    """A Spark session whose local Python workers run this interpreter and whose JVM output goes to `log_path()`."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise InputError("--engine spark needs pyspark: pip install 'turkey-policy-classifiers[spark]'") from None
-    return (SparkSession.builder.master(master).appName(app)
-            .config("spark.ui.enabled", "false")
-            .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-            .config("spark.sql.shuffle.partitions", "2")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .getOrCreate())
+    if master.startswith("local"):
+        # Spark starts its Python workers with PYSPARK_PYTHON, by default the `python3` found on PATH: without the
+        # virtual environment activated that is another interpreter, without this project's packages.
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    builder = (SparkSession.builder.master(master).appName(app)
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    with _process_output_to(log_path()):
+        return builder.getOrCreate()
 
 
 def model_columns(model_uri: str) -> list[str]:
@@ -51,22 +92,46 @@ def result_type(columns: list[str]):
     return T.StructType(fields)
 
 
-def score_dataframe(spark, df, model_uri: str, model_name: str = "", model_version: str = "",
-                    max_chars: int = MAX_ARTICLE_CHARS, columns: list[str] | None = None):
-    """A Spark DataFrame with `text` (and optional `id`) -> one row per input row with the output schema."""
+def _udf(spark, model_uri: str, columns: list[str], max_chars: int):
+    import logging
+
     import mlflow
+
+    # env_manager="local" is the point here (the workers run this environment): MLflow's advice against it, and
+    # its backend selection notes, are not for the console.
+    quiet = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models.flavor_backend_registry")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(columns), env_manager="local",
+                                       params={"max_chars": int(max_chars)})
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+
+
+def _apply(df, udf, columns: list[str]):
+    """`df` (text, optional id, any ROW column) -> ROW (when present) and the output columns."""
     from pyspark.sql import functions as F
 
-    columns = columns or model_columns(model_uri)
-    udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(columns), env_manager="local",
-                                  params={"max_chars": int(max_chars)})
     id_col = F.col("id").cast("string") if "id" in df.columns else F.lit(None).cast("string")
     # The schema wants strings: a null text is scored as empty and comes back as an error row.
     scored = df.withColumn("_out", udf(F.struct(F.coalesce(F.col("text").cast("string"), F.lit("")).alias("text"),
                                                 F.coalesce(id_col, F.lit("")).alias("id"))))
     keep = [c for c in df.columns if c == ROW]
-    return scored.select(*keep, *[_restore_nulls(c, columns) for c in columns],
-                         F.lit(model_name).alias("model_name"), F.lit(model_version).alias("model_version"))
+    return scored.select(*keep, *[_restore_nulls(c, columns) for c in columns])
+
+
+def score_dataframe(spark, df, model_uri: str, model_name: str = "", model_version: str = "",
+                    max_chars: int = MAX_ARTICLE_CHARS, columns: list[str] | None = None):
+    """A Spark DataFrame with `text` (and optional `id`) -> one row per input row with the output schema."""
+    from pyspark.sql import functions as F
+
+    columns = columns or model_columns(model_uri)
+    scored = _apply(df, _udf(spark, model_uri, columns, max_chars), columns)
+    return scored.select(*scored.columns, F.lit(model_name).alias("model_name"),
+                         F.lit(model_version).alias("model_version"))
 
 
 def _restore_nulls(c: str, columns: list[str]):
@@ -90,90 +155,30 @@ def _restore_nulls(c: str, columns: list[str]):
     return value.alias(c)
 
 
-def read_input(spark, path: Path):
-    """Input as a Spark DataFrame with `id`, `text` and a row number that keeps input order."""
-    from pyspark.sql import functions as F
+def scored_chunks(chunks: Iterable, skip: int, init_args: tuple, master: str = "local[2]") -> Iterator[tuple]:
+    """The Spark engine of `training.score.score`: (chunk index, encoded output, rows, errors, columns) in input
+    order, like the local engine's workers; each chunk is scored by `spark_udf` in Spark's Python workers."""
+    import pandas as pd
 
-    kind = input_kind(path)
-    if kind == "parquet":
-        df = spark.read.parquet(str(path))
-    elif kind == "jsonl":
-        df = spark.read.schema("id string, text string").option("mode", "PERMISSIVE").json(str(path))
-    elif kind == "csv":
-        df = (spark.read.option("header", True).option("multiLine", True).option("escape", '"')
-              .csv(str(path)))
-    else:
-        df = (spark.read.option("wholetext", True).text(str(path / "*.txt"))
-              .withColumn("id", F.regexp_extract(F.input_file_name(), r"([^/]+)\.txt$", 1))
-              .withColumnRenamed("value", "text"))
-    if "text" not in df.columns:
-        raise InputError(f"{path}: wrong schema: no `text` column (columns: {df.columns})")
-    cols = ["text"] + (["id"] if "id" in df.columns else [])
-    return df.select(*cols).withColumn(ROW, F.monotonically_increasing_id())
+    from training.score import _encode, finish_frame, model_input
 
-
-def score_spark(input_path, output_path, model_uri: str, max_chars: int = MAX_ARTICLE_CHARS, resume: bool = False,
-                chunk_rows: int = 500, master: str = "local[2]") -> dict:
-    import time
-
-    import mlflow
-    import pyarrow as pa
-
-    from training.score import _encode, download_model, model_identity, resolve_version
-
-    t0 = time.perf_counter()
-    if resume:
-        raise InputError("--resume works with the local engine; Spark reruns failed tasks itself")
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.exists():
-        raise InputError(f"{input_path}: input not found")
-    fmt = _check_paths(input_path, output_path)
-    uri = _tracking()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    name, version = resolve_version(model_uri)
-    pinned = f"models:/{name}/{version}" if name else model_uri
-    columns = model_columns(pinned)
-    import tempfile
-
+    local_model, model_name, model_version, max_chars, fmt = init_args
     spark = spark_session(master)
-    with tempfile.TemporaryDirectory(prefix="tpc-model-") as model_dir:
-        local_model = download_model(model_uri, name, version, model_dir)
-        label = version if name else (mlflow.models.get_model_info(local_model).run_id or "")
-        out = _Output(output_path, fmt, {"engine": "spark", **model_identity(local_model, name, version, model_uri)})
-        if out.exists():
-            raise InputError(f"{out.partial} exists from an interrupted run; delete it and {out.sidecar}")
-        out.start()
-        scored = score_dataframe(spark, read_input(spark, input_path), local_model, name or model_uri, label,
-                                 max_chars, columns)
-        all_columns = columns + EXTRA_COLUMNS
-        schema = output_schema(all_columns)
-        buffer: list = []
-        index = 0
-
-        def flush():
-            nonlocal index, buffer
-            values = {c: [r[c] for r in buffer] for c in all_columns}
-            values = {c: (v if c != "topics" else [list(x or []) for x in v]) for c, v in values.items()}
-            table = pa.table([pa.array(values[c], type=schema.field(c).type) for c in all_columns], schema=schema)
-            encoded = _encode(all_columns, values, fmt)[0] if fmt == "jsonl" else table
-            out.write(index, encoded, len(buffer), sum(v is not None for v in values["error"]), all_columns)
-            index += 1
-            buffer = []
-
+    columns = model_columns(local_model)
+    udf = _udf(spark, local_model, columns, max_chars)
+    for i, chunk in enumerate(chunks):
+        if i < skip:
+            continue
+        payload = chunk.payload()
+        frame = model_input(payload)
+        frame.insert(0, ROW, range(len(frame)))
         try:
-            for row in scored.orderBy(ROW).drop(ROW).toLocalIterator():
-                buffer.append(row.asDict(recursive=True))
-                if len(buffer) >= chunk_rows:
-                    flush()
-            if buffer:
-                flush()
-        finally:
-            out.close()
-        if index == 0:
-            out.discard()
-            raise InputError(f"{input_path}: no articles found")
-        out.finish()
-    seconds = time.perf_counter() - t0
-    return {"rows": out.state["rows"], "errors": out.state["errors"], "output": str(output_path),
-            "model": f"{name}/{version}" if name else model_uri, "engine": "spark", "seconds": round(seconds, 2)}
+            sdf = spark.createDataFrame(frame, schema=f"{ROW} long, id string, text string")
+            rows = _apply(sdf, udf, columns).orderBy(ROW).collect()
+        except Exception as exc:  # Py4JJavaError, PythonException...: one paragraph, the details are in the log
+            first = " ".join(str(exc).strip().splitlines()[:1])[:300]
+            raise ScoringError(f"Spark failed on chunk {i} ({type(exc).__name__}: {first}); Spark's log: "
+                               f"{log_path()}; committed chunks are kept: rerun with --resume") from None
+        out = pd.DataFrame({c: [r[c] for r in rows] for c in columns}, columns=columns)
+        cols, values = finish_frame(out, payload, model_name, model_version)
+        yield (i, *_encode(cols, values, fmt))

@@ -23,6 +23,31 @@ def tracking_uri(config_uri: str | None = None) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or config_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+# The project the package is installed from (an editable install): its store is the last place a reader looks.
+PROJECT_DIR = PACKAGE_DIR.parent
+
+
+def existing_store(config_uri: str | None = None) -> str:
+    """The store a reader uses (`tpc score`, `tpc evaluate`, `tpc promote`, `training.predict`): MLFLOW_TRACKING_URI,
+    else the config's `tracking_uri`, else the first `mlflow.db` in the working directory or one of its parents,
+    else the one of the project the package is installed from. A SQLite store must already exist: nothing is created
+    (a reader that opens a missing SQLite file would leave an empty store behind)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or config_uri
+    if uri:
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+            origin = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "tracking_uri"
+            raise TrackingError(f"{origin}={uri}: no MLflow store there ({uri[len('sqlite:///'):]} does not exist); "
+                                "train a model into it first (tpc train CONFIG) or point it at an existing store")
+        return uri
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents, PROJECT_DIR):
+        if (folder / "mlflow.db").is_file():
+            return f"sqlite:///{folder / 'mlflow.db'}"
+    raise TrackingError(f"no MLflow store: no mlflow.db in {cwd}, its parents or {PROJECT_DIR}. Train a model first "
+                        "(tpc train configs/default.yaml, from the project folder), run from the folder that holds "
+                        "mlflow.db, or set MLFLOW_TRACKING_URI to your store")
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail within seconds, before any fitting, when a tracking server does not answer or answers with errors.
 

@@ -20,6 +20,7 @@ from training.config import TrainConfig, flatten, stance_model_config, to_yaml
 from training.data import Corpus, load_files, load_seed_gold
 from training.evaluate import choose_thresholds, stance_metrics, topic_metrics, write_report
 from training.lexicon import load_lexicon
+from training.progress import stage
 from training.splits import make_folds
 
 log = logging.getLogger("training")
@@ -40,7 +41,8 @@ def oof_topic(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels) -> np.nd
     Y = corpus.topic_matrix(labels)
     P = np.zeros(Y.shape)
     texts = corpus.texts  # a property that builds the list: once, not once per passage
-    for train_idx, test_idx in folds:
+    for k, (train_idx, test_idx) in enumerate(folds, 1):
+        stage(f"cross-validation: topic fold {k}/{len(folds)}")
         est = families.build("topic", cfg.model, lexicon, cfg.seed, labels)
         est.fit([texts[i] for i in train_idx], Y[train_idx])
         P[test_idx] = est.predict_proba([texts[i] for i in test_idx])
@@ -51,7 +53,8 @@ def oof_stance(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels):
     texts, topics, stances, owner = corpus.stance_pairs()
     X, y, owner = np.array([texts, topics], dtype=object).T.reshape(-1, 2), np.asarray(stances), np.asarray(owner)
     proba = np.zeros((len(y), len(STANCES)))
-    for train_idx, test_idx in folds:
+    for k, (train_idx, test_idx) in enumerate(folds, 1):
+        stage(f"cross-validation: stance fold {k}/{len(folds)}")
         tr, te = np.isin(owner, train_idx), np.isin(owner, test_idx)
         est = families.build("stance", stance_model_config(cfg), lexicon, cfg.seed, labels)
         est.fit(X[tr], y[tr])
@@ -221,7 +224,9 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
     uri = tracking.setup(cfg.tracking_uri, cfg.experiment)  # fails fast, before any fitting
     labels = tuple(cfg.topic.labels)
     lexicon = load_lexicon(cfg.lexicon.path)
+    stage(f"loading data (tracking: {uri})")
     train, seeds, real = load_inputs(cfg)
+    stage(f"splitting {len(train)} training passages into {cfg.splits.n_folds} folds")
     folds = make_folds(train, cfg.splits, cfg.seed, labels)
     rng = np.random.default_rng(cfg.seed)
 
@@ -235,19 +240,24 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
         thresholds, more = real_thresholds(cfg, train, Y, P, thresholds, labels)
         metrics.update(more)
         # 2. Article-level decision: real training articles (out-of-fold passage scores) + composites.
+        stage("roll-up: learning the article decision")
         aggregator, more = fit_rollup(cfg, train, folds, real["train"], Y, P, thresholds, lexicon, labels, rng)
         metrics.update(more)
         # 3. The model fit on the training passages, measured on held-out real and seed text.
         meta = {"config": cfg.model_dump(mode="json"), "run_id": run.info.run_id}
+        stage("held-out fit on the training passages, evaluation on seeds, challenge sets and real dev/test")
         held_out = fit_bundle(cfg, train, lexicon, labels, thresholds, aggregator, meta)
         metrics.update(evaluate_held_out(cfg, held_out, seeds, real, lexicon, labels))
         fit_seconds = time.perf_counter() - fit_t
 
         # 4. The registered model: the held-out model itself, or refit with the seeds; report, log, register.
         with_seeds = seeds is not None and cfg.data.fit_final_on == "train+seeds"
+        stage("final fit: the registered model, on the training passages and the seeds" if with_seeds else
+              "final fit: the registered model is the held-out fit (data.fit_final_on: train)")
         bundle = fit_bundle(cfg, train + seeds, lexicon, labels, thresholds, aggregator, meta) if with_seeds else held_out
         fitted.update(bundle=bundle, run_id=run.info.run_id)
         metrics["fit_seconds"] = fit_seconds
+        stage("logging: metrics, report and model to MLflow")
         mlflow.log_metrics(metrics)
         log_t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
@@ -273,4 +283,5 @@ def _run(cfg: TrainConfig, raw_config: dict | None, config_path: str | None, fit
         except Exception as exc:
             log.warning("could not log the timing metrics of run %s: %s", run.info.run_id, exc)
     result["seconds"] = time.perf_counter() - t0
+    stage(f"done in {result['seconds']:.0f} s")
     return result
