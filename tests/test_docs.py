@@ -220,7 +220,7 @@ def test_a_drifted_doc_is_caught(tmp_path):
 
 def small_project(dst: Path) -> Path:
     """configs/, seeds/ and a slice of data/: 40 passages per written file and challenge set, 30/12/12 real articles
-    per split (the first of each), the seeds whole."""
+    per split (the first of each, half with a topic), the seeds whole; the other files of data/real/ as they are."""
     for name in ("configs", "seeds"):
         shutil.copytree(REPO / name, dst / name)
     shutil.copytree(REPO / "data", dst / "data", ignore=shutil.ignore_patterns("*.jsonl"))
@@ -229,12 +229,14 @@ def small_project(dst: Path) -> Path:
         lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
         if rel.parts[0] in ("written", "challenge"):
             lines = lines[:40]
-        elif rel.parts[0] == "real":
+        elif rel == Path("real", "labels.jsonl"):
+            # the first articles of each split, half of them with a topic, so every topic has real positives
             keep, seen, kept = {"train": 30, "dev": 12, "test": 12}, {}, []
             for line in lines:
-                split = json.loads(line)["split"]
-                seen[split] = seen.get(split, 0) + 1
-                if seen[split] <= keep.get(split, 0):
+                row = json.loads(line)
+                kind = (row["split"], any(p["labels"] for p in row["passages"]))
+                seen[kind] = seen.get(kind, 0) + 1
+                if seen[kind] <= keep.get(row["split"], 0) // 2:
                     kept.append(line)
             lines = kept
         (dst / "data" / rel).write_text("".join(lines), encoding="utf-8")

@@ -130,12 +130,12 @@ def test_the_exported_champion_follows_every_promotion(gate, capsys):
         return next(v for v in ("1", "2", "3") if mlflow.models.get_model_info(f"models:/{name}/{v}").model_uuid == uuid)
 
     v1 = register(gate["good"], "one")
-    first = promote(f"models:/{name}/{v1}", name, METRIC, 0.0, "data/challenge/*.jsonl", export_dir=str(export_dir))
+    first = promote(f"models:/{name}/{v1}", name, METRIC, 0.0, gate["eval"], export_dir=str(export_dir))
     assert first.promoted and first.exported_to == str(export_dir) and exported_version() == v1
     v2 = register(gate["good"], "two")
     args = ["promote", "--candidate", f"models:/{name}/{v2}",
             "--set", f"register.name={name}", "--set", f"register.export_dir={export_dir}",
-            "--set", "promotion.eval_data=data/challenge/*.jsonl", "--set", f"promotion.metric={METRIC}"]
+            "--set", f"promotion.eval_data={gate['eval']}", "--set", f"promotion.metric={METRIC}"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("PROMOTED: ") and f"exported the champion to {export_dir}" in out

@@ -353,6 +353,7 @@ def register_and_promote(model_uri: str, cfg, run_id: str, config_path: str | No
                                             f"set_registered_model_alias('{name}', 'champion', '{v}')\"")
     if cfg.register.export_dir and (cfg.register.alias == "champion" or out.get("promoted")):
         try:
+            stage(f"exporting the champion to {cfg.register.export_dir}")
             out["exported_version"] = export_champion(name, cfg.register.export_dir)
             out["exported_to"] = cfg.register.export_dir
         except Exception as exc:
