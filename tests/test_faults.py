@@ -17,7 +17,7 @@ import mlflow  # imported here so the timed calls below measure the checks, not 
 import pandas as pd
 import pytest
 
-import training.train as train_module
+import training.stages as train_module
 from training import tracking
 from training.bundle import Bundle
 from training.cli import main as tpc
