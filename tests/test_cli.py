@@ -79,3 +79,19 @@ def test_train_reports_its_stages_on_stderr(tmp_path):
             k += 1
     assert k == len(expected), f"stages seen: {stages}"
     assert '"registered_version": 1' in done.stdout
+
+
+def test_every_project_error_is_one_paragraph_and_debug_shows_the_traceback(tmp_path, capsys):
+    """Any TPCError (here a config, a data file, an asset) is `tpc: error: ...` and exit 2; --debug re-raises it."""
+    from training.errors import TPCError
+
+    missing = tmp_path / "missing.yaml"
+    assert main(["train", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"tpc: error: config file not found: {missing}\n"
+    with pytest.raises(TPCError, match="config file not found"):
+        main(["--debug", "train", str(missing)])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "x", "topics": ["sieges"]}\n', encoding="utf-8")
+    assert main(["evaluate", "models/none", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("tpc: error: ")

@@ -179,10 +179,7 @@ def _cmd_config_show(args) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tpc", description="Train, track, package and serve the turkey-policy classifiers.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train both classifiers from a config, log to MLflow, register",
                        description="Train both classifiers from a config, log the run to MLflow, register a version "
                                    "and pass it through the promotion gate. Stages are reported on stderr.")
@@ -194,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --trials: run K trials at once, in K worker processes sharing the study")
     t.set_defaults(func=_cmd_train)
 
+
+def _add_score(sub) -> None:
     s = sub.add_parser("score", help="score a JSONL/CSV/Parquet file or a folder of .txt articles",
                        description="Score whole articles: one output row per input row, in input order. Exit codes: "
                                    "0 all rows scored, 1 some rows are error records, 2 the input, the output or the "
@@ -218,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--table", action="store_true", help="print a short table of the results")
     s.set_defaults(func=_cmd_score)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="evaluation report of any model on labelled JSONL files")
     e.add_argument("model_uri", help="e.g. models:/turkey-policy@champion, runs:/ID/model or an exported directory")
     e.add_argument("data", nargs="*", help="labelled JSONL files or glob patterns")
@@ -230,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--name", default="eval", help="file name prefix of the report (default eval)")
     e.set_defaults(func=_cmd_evaluate)
 
+
+def _add_promote(sub) -> None:
     pr = sub.add_parser("promote", help="move @champion to a candidate if it is not worse on the frozen set")
     pr.add_argument("--candidate", required=True,
                     help="the version to gate: models:/turkey-policy/N or models:/turkey-policy@candidate")
@@ -238,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     pr.set_defaults(func=_cmd_promote)
 
+
+def _add_data(sub) -> None:
     d = sub.add_parser("data", help="data tools: the labelling queue, the OrangeSum import")
     dsub = d.add_subparsers(dest="data_command", required=True)
     ds = dsub.add_parser("suggest", help="rank unlabelled articles of a `tpc score` output for labelling")
@@ -258,12 +263,27 @@ def parser() -> argparse.ArgumentParser:
     di.add_argument("--data-dir", help="where to write orangesum/articles.jsonl.gz (default: TPC_DATA_DIR, else ../shared/data)")
     di.set_defaults(func=_cmd_data_import)
 
+
+def _add_config(sub) -> None:
     c = sub.add_parser("config", help="config tools")
     csub = c.add_subparsers(dest="config_command", required=True)
     cs = csub.add_parser("show", help="print the fully resolved config")
     cs.add_argument("config", help="YAML config, e.g. configs/default.yaml")
     cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     cs.set_defaults(func=_cmd_config_show)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tpc", description="Train, track, package and serve the turkey-policy classifiers.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one paragraph")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_train(sub)
+    _add_score(sub)
+    _add_evaluate(sub)
+    _add_promote(sub)
+    _add_data(sub)
+    _add_config(sub)
     return p
 
 
@@ -287,24 +307,22 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     from mlflow.exceptions import MlflowException
 
-    from training.config import ConfigError
-    from training.data import DataError
-    from training.modelref import ModelError
-    from training.orangesum import AssetError
+    from training.errors import TPCError
     from training.score import InputError, Interrupted, ScoringError
-    from training.suggest import SuggestError
-    from training.tracking import TrackingError
 
     try:
         return args.func(args)
     except Interrupted as exc:
         print(f"tpc: {exc}", file=sys.stderr)
         return 130
-    except (ConfigError, DataError, AssetError, SuggestError, InputError, ScoringError, TrackingError, ModelError,
-            FileNotFoundError) as exc:
+    except (TPCError, InputError, ScoringError, FileNotFoundError) as exc:
+        if args.debug:
+            raise
         print(f"tpc: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except MlflowException as exc:  # the store refused something: one paragraph, not MLflow's traceback
+        if args.debug:
+            raise
         print(f"tpc: error: MLflow: {' '.join(exc.message.split())[:600]}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
+from training.errors import TPCError
+
 log = logging.getLogger("training.concurrency")
 
 # A second attempt clears these: SQLite's write lock held past the busy timeout, or one of MLflow's
@@ -32,7 +34,7 @@ LOCKED_ATTEMPTS, LOCKED_BACKOFF_S, LOCKED_MAX_SLEEP_S = 6, 1.0, 30.0
 CONFLICT_ATTEMPTS = 4
 
 
-class ConcurrencyError(RuntimeError):
+class ConcurrencyError(TPCError, RuntimeError):
     """Another writer kept us from finishing (a lock held too long, an alias that kept moving); the message says
     which and who."""
 

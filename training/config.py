@@ -16,9 +16,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from training import MODEL_NAME, TOPICS
+from training.errors import TPCError
 
 
-class ConfigError(ValueError):
+class ConfigError(TPCError, ValueError):
     """A config that cannot be used; the message names the file, the key and the fix."""
 
 

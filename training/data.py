@@ -13,13 +13,14 @@ import numpy as np
 
 from training import STANCES, TOPICS
 from training.articles import _valid_date, read_article, text_digest
+from training.errors import TPCError
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
 PASSAGE_KEYS = {"id", "text", "topics", "stance", "event", "source"}
 OPTIONAL_KEYS = {"article_id", "passage_index", "digest", "date", "phenomenon"}
 
 
-class DataError(ValueError):
+class DataError(TPCError, ValueError):
     """A data file that cannot be used; the message names the file and line."""
 
 

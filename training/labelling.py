@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from training import STANCES, TOPICS
+from training.errors import TPCError
 from training.orangesum import TURKEY_PATTERN, iter_rows, read_row
 
 # Hard negatives: real articles that carry a topic's cue word in another sense (ANNOTATION.md, hard case 10).
@@ -86,7 +87,7 @@ def batch_ids(batch: Path) -> list[str]:
     return re.findall(r"^=== (\S+) \|", batch.read_text(encoding="utf-8"), flags=re.M)
 
 
-class PassError(ValueError):
+class PassError(TPCError, ValueError):
     """An annotation pass that does not follow the format; the message names the file and line."""
 
 

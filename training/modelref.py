@@ -10,13 +10,15 @@ import re
 import warnings
 from pathlib import Path
 
+from training.errors import TPCError
+
 REGISTRY = "models:/"
 EXAMPLE = "models:/turkey-policy@champion"
 FORMS = (f"a registered model is models:/NAME@ALIAS or models:/NAME/VERSION (e.g. {EXAMPLE}); a run's model is "
          "runs:/RUN_ID/model; a model folder is its path (e.g. models/turkey-policy)")
 
 
-class ModelError(ValueError):
+class ModelError(TPCError, ValueError):
     """A model that cannot be resolved or loaded; the message is one paragraph with the fix."""
 
 

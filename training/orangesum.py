@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from training.articles import Article, read_article
+from training.errors import TPCError
 
 DEFAULT_DATA_DIR = "../shared/data"
 RELATIVE_PATH = Path("orangesum") / "articles.jsonl.gz"
@@ -32,7 +33,7 @@ HOW_TO_GET = ("get it with `tpc data import-orangesum CLONE_DIR` from a clone of
 TURKEY_PATTERN = r"turqu|turc|ankara|erdo"
 
 
-class AssetError(ValueError):
+class AssetError(TPCError, ValueError):
     """The OrangeSum file is missing or is not the file the labels were made on."""
 
 

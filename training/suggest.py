@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from training import TOPICS
+from training.errors import TPCError
 
 TEXT_COLUMNS = ("title",)  # plus every `<topic>_evidence`
 
 
-class SuggestError(ValueError):
+class SuggestError(TPCError, ValueError):
     """A scored file that cannot be ranked; the message names the file and the missing column."""
 
 

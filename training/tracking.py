@@ -10,11 +10,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from training.errors import TPCError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PYFUNC_CODE = PACKAGE_DIR / "pyfunc.py"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(TPCError, RuntimeError):
     pass
 
 
