@@ -111,6 +111,73 @@ def _markdown(name: str, labels, tables: dict, thresholds, paths: list[Path], ex
     return "\n".join(lines) + "\n"
 
 
+def _plot_pr_curves(path: Path, labels, Y, P, D, thresholds) -> Path:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import PrecisionRecallDisplay
+
+    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6))
+    for j, t in enumerate(np.atleast_1d(axes)):
+        lab = labels[j]
+        if Y[:, j].any():
+            PrecisionRecallDisplay.from_predictions(Y[:, j], P[:, j], ax=t, name=lab)
+            tp = int((D[:, j] & Y[:, j]).sum())
+            t.plot(tp / Y[:, j].sum(), tp / max(1, D[:, j].sum()), "o", color="tab:red", label="decision")
+            t.legend(loc="lower left")
+        t.set_title(f"{lab} (threshold {thresholds[j]:.2f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _plot_calibration(path: Path, labels, Y, P) -> Path:
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6))
+    for j, ax in enumerate(np.atleast_1d(axes)):
+        if Y[:, j].any() and not Y[:, j].all():
+            frac, mean = calibration_curve(Y[:, j], P[:, j], n_bins=8, strategy="quantile")
+            ax.plot(mean, frac, "o-")
+        ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.set_title(f"{labels[j]} calibration")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("observed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _stance_confusion(out: Path, name: str, stance_gold, stance_pred) -> list[Path]:
+    """The stance confusion matrix as a PNG and as JSON (gold rows: STANCES only)."""
+    import matplotlib.pyplot as plt
+
+    classes = confusion_labels(stance_gold, stance_pred)
+    cm = confusion_matrix(list(stance_gold), stance_pred, labels=classes)[: len(STANCES)]
+    fig, ax = plt.subplots(figsize=(1.3 * len(classes) + 1.6, 3.6))
+    ax.imshow(cm, cmap="Blues")
+    for (r, c), v in np.ndenumerate(cm):
+        ax.text(c, r, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(STANCES)), list(STANCES))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title("stance (gold topics)")
+    fig.tight_layout()
+    png, js = out / f"{name}_stance_confusion.png", out / f"{name}_stance_confusion.json"
+    fig.savefig(png, dpi=90)
+    plt.close(fig)
+    js.write_text(json.dumps({"labels": classes, "rows": "gold (the first three labels)", "columns": "predicted",
+                              "matrix": cm.tolist()}, indent=1))
+    return [png, js]
+
+
+def _write_json(path: Path, obj, **kwargs) -> Path:
+    path.write_text(json.dumps(obj, indent=1, **kwargs))
+    return path
+
+
 def write_report(out_dir: str | Path, *, labels, Y, P, thresholds, stance_gold, stance_proba, name: str,
                  texts=None, stance_texts=None, stance_topics=None, D=None, stance_pred=None,
                  extra: dict | None = None) -> list[Path]:
@@ -123,10 +190,6 @@ def write_report(out_dir: str | Path, *, labels, Y, P, thresholds, stance_gold, 
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import PrecisionRecallDisplay
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     Y, P, thresholds = np.asarray(Y), np.asarray(P, dtype=float), np.asarray(thresholds, dtype=float)
@@ -134,67 +197,19 @@ def write_report(out_dir: str | Path, *, labels, Y, P, thresholds, stance_gold, 
     if stance_pred is None:
         stance_pred = np.asarray(STANCES)[np.asarray(stance_proba).argmax(1)] if len(stance_gold) else []
     stance_pred = [str(p) for p in stance_pred]
-    paths: list[Path] = []
-    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6))
-    for j, t in enumerate(np.atleast_1d(axes)):
-        lab = labels[j]
-        if Y[:, j].any():
-            PrecisionRecallDisplay.from_predictions(Y[:, j], P[:, j], ax=t, name=lab)
-            tp = int((D[:, j] & Y[:, j]).sum())
-            t.plot(tp / Y[:, j].sum(), tp / max(1, D[:, j].sum()), "o", color="tab:red", label="decision")
-            t.legend(loc="lower left")
-        t.set_title(f"{lab} (threshold {thresholds[j]:.2f})")
-    fig.tight_layout()
-    paths.append(out / f"{name}_pr_curves.png")
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6))
-    for j, ax in enumerate(np.atleast_1d(axes)):
-        if Y[:, j].any() and not Y[:, j].all():
-            frac, mean = calibration_curve(Y[:, j], P[:, j], n_bins=8, strategy="quantile")
-            ax.plot(mean, frac, "o-")
-        ax.plot([0, 1], [0, 1], "--", color="grey")
-        ax.set_title(f"{labels[j]} calibration")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("observed")
-    fig.tight_layout()
-    paths.append(out / f"{name}_calibration.png")
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
-
+    paths = [_plot_pr_curves(out / f"{name}_pr_curves.png", labels, Y, P, D, thresholds),
+             _plot_calibration(out / f"{name}_calibration.png", labels, Y, P)]
     if len(stance_gold):
-        classes = confusion_labels(stance_gold, stance_pred)
-        cm = confusion_matrix(list(stance_gold), stance_pred, labels=classes)[: len(STANCES)]  # gold: STANCES only
-        fig, ax = plt.subplots(figsize=(1.3 * len(classes) + 1.6, 3.6))
-        ax.imshow(cm, cmap="Blues")
-        for (r, c), v in np.ndenumerate(cm):
-            ax.text(c, r, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-        ax.set_xticks(range(len(classes)), classes)
-        ax.set_yticks(range(len(STANCES)), list(STANCES))
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("gold")
-        ax.set_title("stance (gold topics)")
-        fig.tight_layout()
-        paths.append(out / f"{name}_stance_confusion.png")
-        fig.savefig(paths[-1], dpi=90)
-        plt.close(fig)
-        (out / f"{name}_stance_confusion.json").write_text(
-            json.dumps({"labels": classes, "rows": "gold (the first three labels)", "columns": "predicted",
-                        "matrix": cm.tolist()}, indent=1))
-        paths.append(out / f"{name}_stance_confusion.json")
-    (out / f"{name}_thresholds.json").write_text(json.dumps(dict(zip(labels, map(float, thresholds))), indent=1))
-    paths.append(out / f"{name}_thresholds.json")
+        paths += _stance_confusion(out, name, stance_gold, stance_pred)
+    paths.append(_write_json(out / f"{name}_thresholds.json", dict(zip(labels, map(float, thresholds)))))
     tables = report_tables(labels, Y, D, list(stance_gold), stance_pred)
-    (out / f"{name}_metrics.json").write_text(json.dumps(tables, indent=1))
-    paths.append(out / f"{name}_metrics.json")
+    paths.append(_write_json(out / f"{name}_metrics.json", tables))
     if texts is not None:
         errs = {"topic": worst_topic_errors(texts, Y, P, thresholds, labels, D=D)}
         if stance_texts is not None and len(stance_gold):
             errs["stance"] = worst_stance_errors(stance_texts, stance_topics, stance_gold, np.asarray(stance_proba),
                                                  pred=stance_pred)
-        (out / f"{name}_worst_errors.json").write_text(json.dumps(errs, ensure_ascii=False, indent=1))
-        paths.append(out / f"{name}_worst_errors.json")
+        paths.append(_write_json(out / f"{name}_worst_errors.json", errs, ensure_ascii=False))
     (out / f"{name}_report.md").write_text(_markdown(name, labels, tables, thresholds, paths, extra), encoding="utf-8")
     paths.append(out / f"{name}_report.md")
     return paths

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from training import STANCES, TOPICS
-from training.errors import TPCError
+from training.labelling_common import PassError, cohen_kappa, read_jsonl, write_jsonl
+from training.labelling_stance import apply_stance, read_stance_pass, write_stance_batches  # noqa: F401
 from training.orangesum import TURKEY_PATTERN, iter_rows, read_row
 
 # Hard negatives: real articles that carry a topic's cue word in another sense (ANNOTATION.md, hard case 10).
@@ -61,12 +62,9 @@ def sample(n_random: int, n_hard_per_kind: int, seed: int, exclude: set[str] = f
     return [{"article_id": aid, "sample": why} for aid, why in chosen.items()]
 
 
-def write_batches(queue: list[dict], out_dir: Path, n_batches: int, seed: int, configured: str | None = None,
-                  prefix: str = "batch") -> list[Path]:
-    """Split the queue into shuffled batches of article text (numbered passages) for annotators."""
-    rows = {r["id"]: r for r in iter_rows(configured)}
-    ids = [q["article_id"] for q in queue]
-    random.Random(seed).shuffle(ids)
+def _write_text_batches(ids: list[str], rows: dict, out_dir: Path, n_batches: int, prefix: str, header, line):
+    """Batch files `PREFIX_01.txt`...: each article as a `=== ID | ...` header line, one line per passage, a blank
+    line; ids[b::n_batches] go to batch b."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for b in range(n_batches):
@@ -74,21 +72,27 @@ def write_batches(queue: list[dict], out_dir: Path, n_batches: int, seed: int, c
         with path.open("w", encoding="utf-8") as fh:
             for aid in ids[b::n_batches]:
                 art = read_row(rows[aid])
-                fh.write(f"=== {aid} | {rows[aid].get('date')} | {rows[aid].get('section')} | "
-                         f"{len(art.passages)} passages\n")
-                for p in art.passages:
-                    fh.write(f"[{p.index}]{' (title)' if p.is_title else ''} {p.text}\n")
+                fh.write(header(aid, rows[aid], art) + "\n")
+                fh.writelines(line(aid, p) + "\n" for p in art.passages)
                 fh.write("\n")
         paths.append(path)
     return paths
 
 
+def write_batches(queue: list[dict], out_dir: Path, n_batches: int, seed: int, configured: str | None = None,
+                  prefix: str = "batch") -> list[Path]:
+    """Split the queue into shuffled batches of article text (numbered passages) for annotators."""
+    rows = {r["id"]: r for r in iter_rows(configured)}
+    ids = [q["article_id"] for q in queue]
+    random.Random(seed).shuffle(ids)
+    return _write_text_batches(
+        ids, rows, out_dir, n_batches, prefix,
+        lambda aid, row, art: f"=== {aid} | {row.get('date')} | {row.get('section')} | {len(art.passages)} passages",
+        lambda aid, p: f"[{p.index}]{' (title)' if p.is_title else ''} {p.text}")
+
+
 def batch_ids(batch: Path) -> list[str]:
     return re.findall(r"^=== (\S+) \|", batch.read_text(encoding="utf-8"), flags=re.M)
-
-
-class PassError(TPCError, ValueError):
-    """An annotation pass that does not follow the format; the message names the file and line."""
 
 
 def read_pass(paths: list[Path], n_passages: dict[str, int]) -> dict[str, dict[int, dict[str, str]]]:
@@ -122,17 +126,6 @@ def read_pass(paths: list[Path], n_passages: dict[str, int]) -> dict[str, dict[i
     return out
 
 
-def cohen_kappa(a: list, b: list) -> float:
-    """Cohen's kappa of two raters' labels over the same items (1.0 when both agree on a single category)."""
-    n = len(a)
-    if n == 0:
-        return float("nan")
-    po = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    pe = sum(ca[k] * cb[k] for k in set(ca) | set(cb)) / (n * n)
-    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
-
-
 def agreement(pa: dict, pb: dict, n_passages: dict[str, int]) -> dict:
     """Kappa per topic over every passage (topic present or not) and for stance over pairs both marked."""
     out: dict = {"passages": sum(n_passages.values()), "topic_kappa": {}, "stance_kappa": {}, "disagreements": {}}
@@ -159,23 +152,15 @@ def write_adjudication_batches(items: list[tuple[str, int]], pa: dict, pb: dict,
     by_article: dict[str, list[int]] = {}
     for aid, i in items:
         by_article.setdefault(aid, []).append(i)
-    aids = sorted(by_article)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for b in range(n_batches):
-        path = out_dir / f"adjudicate_{b + 1:02d}.txt"
-        with path.open("w", encoding="utf-8") as fh:
-            for aid in aids[b::n_batches]:
-                art = read_row(rows[aid])
-                fh.write(f"=== {aid} | {rows[aid].get('date')} | {rows[aid].get('section')}\n")
-                for p in art.passages:
-                    mark = ""
-                    if p.index in by_article[aid]:
-                        mark = f"  <<DISPUTED: A={json.dumps(pa[aid].get(p.index, {}))} B={json.dumps(pb[aid].get(p.index, {}))}>>"
-                    fh.write(f"[{p.index}] {p.text}{mark}\n")
-                fh.write("\n")
-        paths.append(path)
-    return paths
+
+    def line(aid, p) -> str:
+        if p.index not in by_article[aid]:
+            return f"[{p.index}] {p.text}"
+        a, b = json.dumps(pa[aid].get(p.index, {})), json.dumps(pb[aid].get(p.index, {}))
+        return f"[{p.index}] {p.text}  <<DISPUTED: A={a} B={b}>>"
+
+    return _write_text_batches(sorted(by_article), rows, out_dir, n_batches, "adjudicate",
+                               lambda aid, row, art: f"=== {aid} | {row.get('date')} | {row.get('section')}", line)
 
 
 def read_adjudication(paths: list[Path], items: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, str]]:
@@ -244,53 +229,7 @@ def label_rows(final: dict[str, dict[int, dict[str, str]]], samples: dict[str, s
     return out
 
 
-def write_stance_batches(labels_path: Path, out_dir: Path, configured: str | None = None) -> tuple[Path, int]:
-    """For a stance pass: every article that names Turkey and has labelled pairs, every passage shown, the
-    topic-bearing passages marked with their topics only (never their stance)."""
-    from training.real import load_real
-
-    arts = [a for a in load_real(labels_path, configured) if a.names_turkey and a.labels]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path, n = out_dir / "stance_batch.txt", 0
-    with path.open("w", encoding="utf-8") as fh:
-        for a in arts:
-            fh.write(f"=== {a.id} | {a.date} | {a.section}\n")
-            for p in a.article.passages:
-                topics = sorted(a.labels.get(p.index, {}))
-                n += len(topics)
-                fh.write(f"[{p.index}] {p.text}" + (f"  <<TOPICS: {', '.join(topics)}>>" if topics else "") + "\n")
-            fh.write("\n")
-    return path, n
-
-
-def read_stance_pass(paths: list[Path], pairs: set[tuple[str, int, str]]) -> dict[tuple[str, int, str], str]:
-    """Stance-pass lines `{"article_id", "passage": i, "stance": {topic: stance}}` covering exactly `pairs`."""
-    out: dict[tuple[str, int, str], str] = {}
-    for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                row = json.loads(line)
-                for t, s in row["stance"].items():
-                    key = (row["article_id"], int(row["passage"]), t)
-                    if key not in pairs or s not in STANCES:
-                        raise PassError(f"{path}:{n}: {key} -> {s!r} is not a marked pair with a stance in {STANCES}")
-                    out[key] = s
-    missing = pairs - set(out)
-    if missing:
-        raise PassError(f"{paths[0]}: {len(missing)} marked pairs without a stance, e.g. {sorted(missing)[:3]}")
-    return out
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.labelling", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sample", help="draw round one (random, Turkey, hard negatives) into a queue file")
@@ -304,16 +243,16 @@ def main(argv=None) -> int:
     b.add_argument("-n", type=int, default=4)
     b.add_argument("--seed", type=int, default=17)
     b.add_argument("--prefix", default="batch")
-    k = sub.add_parser("kappa", help="agreement of two passes, and the adjudication batches of their disagreements")
-    k.add_argument("--a", type=Path, nargs="+", required=True)
-    k.add_argument("--b", type=Path, nargs="+", required=True)
-    k.add_argument("--queue", type=Path, nargs="+", required=True)
+    for name, help_ in (("kappa", "agreement of two passes, and the adjudication batches of their disagreements"),
+                        ("finalize", "merge two passes and the adjudication into data/real/labels.jsonl")):
+        k = sub.add_parser(name, help=help_)
+        k.add_argument("--a", type=Path, nargs="+", required=True)
+        k.add_argument("--b", type=Path, nargs="+", required=True)
+        k.add_argument("--queue", type=Path, nargs="+", required=True)
+    k = sub.choices["kappa"]
     k.add_argument("--adjudicate-dir", type=Path)
     k.add_argument("-n", type=int, default=2)
-    f = sub.add_parser("finalize", help="merge two passes and the adjudication into data/real/labels.jsonl")
-    f.add_argument("--a", type=Path, nargs="+", required=True)
-    f.add_argument("--b", type=Path, nargs="+", required=True)
-    f.add_argument("--queue", type=Path, nargs="+", required=True)
+    f = sub.choices["finalize"]
     f.add_argument("--adjudication", type=Path, nargs="*", default=[])
     f.add_argument("--provisional", action="store_true",
                    help="no adjudication yet: take pass A where the passes differ (for a first-round model only)")
@@ -329,74 +268,62 @@ def main(argv=None) -> int:
     sr.add_argument("--adjudication", type=Path, nargs="*", default=[])
     sr.add_argument("--adjudicate-out", type=Path, help="write the disputed pairs here (no adjudication yet)")
     sr.add_argument("-o", "--out", type=Path)
-    args = p.parse_args(argv)
-    if args.cmd == "sample":
-        rows = sample(args.random, args.hard_per_kind, args.seed)
-        _write_jsonl(args.out, rows)
-        print(json.dumps(Counter(r["sample"].split(":")[0] for r in rows)))
-    elif args.cmd == "batches":
-        for path in write_batches(_read_jsonl(args.queue), args.out_dir, args.n, args.seed, prefix=args.prefix):
-            print(path, len(batch_ids(path)))
-    elif args.cmd == "kappa":
-        ids = {r["article_id"] for q in args.queue for r in _read_jsonl(q)}
-        n = passage_counts(ids)
-        pa, pb = read_pass(args.a, n), read_pass(args.b, n)
-        print(json.dumps(agreement(pa, pb, n), indent=1))
-        if args.adjudicate_dir:
-            items = disagreements(pa, pb, n)
-            for path in write_adjudication_batches(items, pa, pb, args.adjudicate_dir, args.n):
-                print(path)
-    elif args.cmd == "stance-batch":
-        path, n = write_stance_batches(args.labels, args.out_dir)
-        print(path, n, "pairs")
-    elif args.cmd == "stance-apply":
-        return _stance_apply(args)
-    elif args.cmd == "finalize":
-        samples = {r["article_id"]: r["sample"] for q in args.queue for r in _read_jsonl(q)}
-        n = passage_counts(set(samples))
-        pa, pb = read_pass(args.a, n), read_pass(args.b, n)
-        items = disagreements(pa, pb, n)
-        adjudicated = ({k: pa[k[0]].get(k[1], {}) for k in items} if args.provisional
-                       else read_adjudication(args.adjudication, items))
-        rows = label_rows(merge(pa, pb, adjudicated), samples, args.seed)
-        _write_jsonl(args.out, rows)
-        print(json.dumps({"articles": len(rows), "splits": Counter(r["split"] for r in rows),
-                          "disputed_passages": len(items)}))
-    return 0
+    return p
 
 
-def _stance_apply(args) -> int:
-    from training.real import load_real
+def _two_passes(args):
+    samples = {r["article_id"]: r["sample"] for q in args.queue for r in read_jsonl(q)}
+    n = passage_counts(set(samples))
+    pa, pb = read_pass(args.a, n), read_pass(args.b, n)
+    return samples, n, pa, pb
 
-    # the articles the stance pass was given (labels may since hold more articles, e.g. a later round)
-    passed = {r["article_id"] for path in args.a for r in _read_jsonl(path)}
-    arts = {a.id: a for a in load_real(args.labels) if a.names_turkey and a.labels and a.id in passed}
-    pairs = {(a.id, i, t) for a in arts.values() for i, lab in a.labels.items() for t in lab}
-    sa, sb = read_stance_pass(args.a, pairs), read_stance_pass(args.b, pairs)
-    keys = sorted(pairs)
-    agree = {"pairs": len(keys), "stance_kappa": round(cohen_kappa([sa[k] for k in keys], [sb[k] for k in keys]), 3),
-             "disputed": sum(sa[k] != sb[k] for k in keys)}
-    print(json.dumps(agree))
-    disputed = [k for k in keys if sa[k] != sb[k]]
-    if args.adjudicate_out:
-        _write_jsonl(args.adjudicate_out, [{"article_id": a, "passage": i, "topic": t, "A": sa[(a, i, t)],
-                                            "B": sb[(a, i, t)]} for a, i, t in disputed])
-        return 0
-    settled = {}
-    for path in args.adjudication:
-        for row in _read_jsonl(path):
-            settled[(row["article_id"], int(row["passage"]), row["topic"])] = row["stance"]
-    missing = [k for k in disputed if k not in settled]
-    if missing:
-        raise PassError(f"stance adjudication misses {len(missing)} disputed pairs, e.g. {missing[:3]}")
-    rows = _read_jsonl(args.labels)
-    for row in rows:
-        for p in row["passages"]:
-            for t in p["labels"]:
-                key = (row["article_id"], p["i"], t)
-                if key in pairs:
-                    p["labels"][t] = settled.get(key, sa[key])
-    _write_jsonl(args.out, rows)
+
+def _cmd_kappa(args) -> None:
+    _, n, pa, pb = _two_passes(args)
+    print(json.dumps(agreement(pa, pb, n), indent=1))
+    if args.adjudicate_dir:
+        for path in write_adjudication_batches(disagreements(pa, pb, n), pa, pb, args.adjudicate_dir, args.n):
+            print(path)
+
+
+def _cmd_finalize(args) -> None:
+    samples, n, pa, pb = _two_passes(args)
+    items = disagreements(pa, pb, n)
+    adjudicated = ({k: pa[k[0]].get(k[1], {}) for k in items} if args.provisional
+                   else read_adjudication(args.adjudication, items))
+    rows = label_rows(merge(pa, pb, adjudicated), samples, args.seed)
+    write_jsonl(args.out, rows)
+    print(json.dumps({"articles": len(rows), "splits": Counter(r["split"] for r in rows),
+                      "disputed_passages": len(items)}))
+
+
+def _cmd_sample(args) -> None:
+    rows = sample(args.random, args.hard_per_kind, args.seed)
+    write_jsonl(args.out, rows)
+    print(json.dumps(Counter(r["sample"].split(":")[0] for r in rows)))
+
+
+def _cmd_batches(args) -> None:
+    for path in write_batches(read_jsonl(args.queue), args.out_dir, args.n, args.seed, prefix=args.prefix):
+        print(path, len(batch_ids(path)))
+
+
+def _cmd_stance_batch(args) -> None:
+    path, n = write_stance_batches(args.labels, args.out_dir)
+    print(path, n, "pairs")
+
+
+def _cmd_stance_apply(args) -> None:
+    print(json.dumps(apply_stance(args.labels, args.a, args.b, args.adjudication, args.adjudicate_out, args.out)))
+
+
+COMMANDS = {"sample": _cmd_sample, "batches": _cmd_batches, "kappa": _cmd_kappa, "finalize": _cmd_finalize,
+            "stance-batch": _cmd_stance_batch, "stance-apply": _cmd_stance_apply}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    COMMANDS[args.cmd](args)
     return 0
 
 

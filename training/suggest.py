@@ -82,6 +82,32 @@ def likely_positive(df: pd.DataFrame, labels: list[str], margin: float) -> np.nd
     return ((np.log(P / (1 - P)) - np.log(tau / (1 - tau))) >= -margin).any(1)
 
 
+def _mmr_round_robin(pool, u, topic, X, n_topics: int, n: int, diversity: float) -> list[int]:
+    """Up to `n` positions of `pool`, taking each topic's turn in order: the candidate of that topic with the best
+    maximal-marginal-relevance score (its uncertainty against its similarity to what was already taken)."""
+    chosen: list[int] = []
+    max_sim = np.zeros(len(pool))
+    per_topic = {k: [i for i in range(len(pool)) if topic[pool[i]] == k] for k in range(n_topics)}
+    taken = np.zeros(len(pool), dtype=bool)
+    k = 0
+    while len(chosen) < n:
+        candidates = [i for i in per_topic[k % n_topics] if not taken[i]]
+        k += 1
+        if not candidates:
+            if not (~taken).any():
+                break
+            if all(not [i for i in per_topic[j] if not taken[i]] for j in per_topic):
+                break
+            continue
+        cand = np.asarray(candidates)
+        mmr = (1 - diversity) * u[pool[cand]] - diversity * max_sim[cand]
+        best = int(cand[np.argmax(mmr)])
+        taken[best] = True
+        chosen.append(best)
+        max_sim = np.maximum(max_sim, (X @ X[best].T).toarray().ravel())
+    return chosen
+
+
 def suggest(df: pd.DataFrame, n: int, exclude: set[str] = frozenset(), random_share: float = 0.2, seed: int = 0,
             pool_factor: int = 5, diversity: float = 0.5, positive_margin: float | None = None,
             topics: list[str] | None = None) -> pd.DataFrame:
@@ -106,27 +132,8 @@ def suggest(df: pd.DataFrame, n: int, exclude: set[str] = frozenset(), random_sh
     u, topic = uncertainty(df, labels)
     order = np.argsort(-u, kind="stable")
     pool = order[: max(pool_factor * (n - n_random), n - n_random)]
-    X = _vectors(df.iloc[pool], labels)
-    chosen: list[int] = []
-    max_sim = np.zeros(len(pool))
-    per_topic = {k: [i for i in range(len(pool)) if topic[pool[i]] == k] for k in range(len(labels))}
-    taken = np.zeros(len(pool), dtype=bool)
-    k = 0
-    while len(chosen) < n - n_random:
-        candidates = [i for i in per_topic[k % len(labels)] if not taken[i]]
-        k += 1
-        if not candidates:
-            if not (~taken).any():
-                break
-            if all(not [i for i in per_topic[j] if not taken[i]] for j in per_topic):
-                break
-            continue
-        cand = np.asarray(candidates)
-        mmr = (1 - diversity) * u[pool[cand]] - diversity * max_sim[cand]
-        best = int(cand[np.argmax(mmr)])
-        taken[best] = True
-        chosen.append(best)
-        max_sim = np.maximum(max_sim, (X @ X[best].T).toarray().ravel())
+    chosen = _mmr_round_robin(pool, u, topic, _vectors(df.iloc[pool], labels), len(labels), n - n_random,
+                              diversity)
     picked = [int(pool[i]) for i in chosen]
     rest = np.setdiff1d(np.arange(len(df)), picked)
     rng = np.random.default_rng(seed)
