@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Noise that says nothing to a user of this model: MLflow's download bars (one per model load).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's INFO lines (creating tables, validating the input example) ask nothing of the user; warnings stay.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress.enable(args.command)
     try:

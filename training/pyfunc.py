@@ -12,7 +12,9 @@ class TurkeyPolicyModel(PythonModel):
 
         self.bundle = Bundle.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
+    # The type hint is MLflow's own cue that the logged signature (not one inferred from hints) governs the input;
+    # without it every load prints a "Add type hints to the `predict` method" warning.
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
         max_chars = int((params or {}).get("max_chars", 200_000))

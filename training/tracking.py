@@ -144,7 +144,11 @@ def log_dataset(corpus, name: str, context: str) -> None:
     df = pd.DataFrame({"id": [e.id for e in corpus.examples], "text": corpus.texts,
                        "topics": [",".join(e.topics) for e in corpus.examples],
                        "event": corpus.groups, "source": [e.source for e in corpus.examples]})
-    ds = mlflow.data.from_pandas(df, source=",".join(corpus.files), name=name, digest=corpus.digest())
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    # An explicit source: a bare path string makes MLflow guess among its registered sources and warn about it.
+    source = LocalArtifactDatasetSource(",".join(corpus.files))
+    ds = mlflow.data.from_pandas(df, source=source, name=name, digest=corpus.digest())
     mlflow.log_input(ds, context=context)
 
 
