@@ -409,3 +409,31 @@ def test_a_failed_gate_after_registration_leaves_the_run_finished_and_says_how_t
     monkeypatch.setattr(registry, "promote", promote)
     assert tpc(shlex.split(command)[1:]) in (0, 3)
     assert client.get_model_version(NAME, str(version)).tags["promotion.decision"] in ("promoted", "refused")
+
+
+def test_an_old_store_is_backed_up_and_upgraded_before_any_run(tmp_path):
+    """A store written by an older MLflow (here: the current schema taken one migration back) is upgraded under the
+    lock, with a consistent copy of the old file kept beside it."""
+    import sqlalchemy
+    from alembic import command
+    from mlflow.store.db import utils as db_utils
+
+    from training import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.setup(uri, "old")
+    engine = sqlalchemy.create_engine(uri)
+    head = db_utils._get_schema_version(engine)
+    config = db_utils._get_alembic_config(uri)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+    old = db_utils._get_schema_version(engine)
+    assert old != head
+    tracking.setup(uri, "old")
+    assert db_utils._get_schema_version(engine) == head
+    engine.dispose()
+    backup = tmp_path / f"mlflow.db.bak-{old}"
+    with sqlite3.connect(backup) as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == old
+        assert con.execute("SELECT name FROM experiments WHERE name = 'old'").fetchone()
