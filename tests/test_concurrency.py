@@ -40,6 +40,22 @@ TINY = ["splits.n_folds=2", "article.composite_articles=20", "data.real=null", "
         f"promotion.metric={METRIC}"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _keep_the_active_experiment():
+    """`tpc` in this process sets MLflow's active experiment (a global, and MLFLOW_EXPERIMENT_ID) to one of the
+    temporary stores made here: put it back, so later test modules do not start runs in an experiment id their own
+    store does not have."""
+    import mlflow.tracking.fluent as fluent
+
+    before = (fluent._active_experiment_id, os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    yield
+    fluent._active_experiment_id = before[0]
+    if before[1] is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = before[1]
+
+
 def sets(items) -> list[str]:
     return [a for item in items for a in ("--set", item)]
 
@@ -411,7 +427,7 @@ def test_a_failed_gate_after_registration_leaves_the_run_finished_and_says_how_t
     assert client.get_model_version(NAME, str(version)).tags["promotion.decision"] in ("promoted", "refused")
 
 
-def test_an_old_store_is_backed_up_and_upgraded_before_any_run(tmp_path):
+def test_an_old_store_is_backed_up_and_upgraded_before_any_run(tmp_path, monkeypatch):
     """A store written by an older MLflow (here: the current schema taken one migration back) is upgraded under the
     lock, with a consistent copy of the old file kept beside it."""
     import sqlalchemy
@@ -421,6 +437,7 @@ def test_an_old_store_is_backed_up_and_upgraded_before_any_run(tmp_path):
     from training import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # it would win over `uri`
     tracking.setup(uri, "old")
     engine = sqlalchemy.create_engine(uri)
     head = db_utils._get_schema_version(engine)
