@@ -213,7 +213,7 @@ def test_promote_racing_a_training(tmp_path):
     tags = assert_gate_serialized(client)
     assert p_code == (0 if tags[str(v2)]["promotion.decision"] == "promoted" else 3), p_err[-3000:]
     assert p_out.startswith("PROMOTED: " if p_code == 0 else "REFUSED: ")
-    assert p_out.strip().split(": ", 1)[1] == tags[str(v2)]["promotion.reason"]
+    assert p_out.splitlines()[0].split(": ", 1)[1] == tags[str(v2)]["promotion.reason"]  # then the export line
     v3 = train_result(t_out)
     assert v3["registered_version"] == 3 and v3["promotion_reason"] == tags["3"]["promotion.reason"]
     assert_runs_complete(client, [v1["run_id"], v3["run_id"]])
