@@ -40,6 +40,22 @@ TINY = ["splits.n_folds=2", "article.composite_articles=20", "data.real=null", "
         f"promotion.metric={METRIC}"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _keep_the_active_experiment():
+    """`tpc` in this process sets MLflow's active experiment (a global, and MLFLOW_EXPERIMENT_ID) to one of the
+    temporary stores made here: put it back, so later test modules do not start runs in an experiment id their own
+    store does not have."""
+    import mlflow.tracking.fluent as fluent
+
+    before = (fluent._active_experiment_id, os.environ.get("MLFLOW_EXPERIMENT_ID"))
+    yield
+    fluent._active_experiment_id = before[0]
+    if before[1] is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = before[1]
+
+
 def sets(items) -> list[str]:
     return [a for item in items for a in ("--set", item)]
 
@@ -197,7 +213,7 @@ def test_promote_racing_a_training(tmp_path):
     tags = assert_gate_serialized(client)
     assert p_code == (0 if tags[str(v2)]["promotion.decision"] == "promoted" else 3), p_err[-3000:]
     assert p_out.startswith("PROMOTED: " if p_code == 0 else "REFUSED: ")
-    assert p_out.strip().split(": ", 1)[1] == tags[str(v2)]["promotion.reason"]
+    assert p_out.splitlines()[0].split(": ", 1)[1] == tags[str(v2)]["promotion.reason"]  # then the export line
     v3 = train_result(t_out)
     assert v3["registered_version"] == 3 and v3["promotion_reason"] == tags["3"]["promotion.reason"]
     assert_runs_complete(client, [v1["run_id"], v3["run_id"]])
@@ -409,3 +425,32 @@ def test_a_failed_gate_after_registration_leaves_the_run_finished_and_says_how_t
     monkeypatch.setattr(registry, "promote", promote)
     assert tpc(shlex.split(command)[1:]) in (0, 3)
     assert client.get_model_version(NAME, str(version)).tags["promotion.decision"] in ("promoted", "refused")
+
+
+def test_an_old_store_is_backed_up_and_upgraded_before_any_run(tmp_path, monkeypatch):
+    """A store written by an older MLflow (here: the current schema taken one migration back) is upgraded under the
+    lock, with a consistent copy of the old file kept beside it."""
+    import sqlalchemy
+    from alembic import command
+    from mlflow.store.db import utils as db_utils
+
+    from training import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # it would win over `uri`
+    tracking.setup(uri, "old")
+    engine = sqlalchemy.create_engine(uri)
+    head = db_utils._get_schema_version(engine)
+    config = db_utils._get_alembic_config(uri)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "-1")
+    old = db_utils._get_schema_version(engine)
+    assert old != head
+    tracking.setup(uri, "old")
+    assert db_utils._get_schema_version(engine) == head
+    engine.dispose()
+    backup = tmp_path / f"mlflow.db.bak-{old}"
+    with sqlite3.connect(backup) as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == old
+        assert con.execute("SELECT name FROM experiments WHERE name = 'old'").fetchone()

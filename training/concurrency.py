@@ -16,7 +16,6 @@ import inspect
 import logging
 import os
 import random
-import shutil
 import socket
 import sqlite3
 import threading
@@ -240,13 +239,12 @@ def _migrate_if_needed(uri: str, db: Path) -> None:
         return
     engine = sqlalchemy.create_engine(uri)
     try:
-        if not db_utils._all_tables_exist(engine):
-            return  # empty or half-created: the store's own initialisation creates and upgrades it
         current, head = db_utils._get_schema_version(engine), db_utils._get_latest_schema_revision()
-        if current == head:
-            return
+        if current is None or current == head:
+            return  # new (the store's own initialisation builds it) or up to date
         backup = db.with_name(f"{db.name}.bak-{current}")
-        shutil.copy2(db, backup)
+        with contextlib.closing(sqlite3.connect(db)) as src, contextlib.closing(sqlite3.connect(backup)) as dst:
+            src.backup(dst)  # a consistent copy, whatever the journal holds
         log.warning("MLflow store %s has schema %s, this MLflow needs %s: upgrading (backup: %s)", db, current, head,
                     backup)
         db_utils._upgrade_db(engine)
