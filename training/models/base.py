@@ -25,8 +25,9 @@ class Family:
     """One model family, as training.models.FAMILIES lists it.
 
     `config` is the pydantic section whose `family` literal is `name`; `trusted` the skops types its fitted
-    estimators may hold beyond skops' defaults; `save(estimator, directory)` / `load(directory)` a non-skops
-    format named `format` (None: skops); `requirements(model section dict)` the pinned extra pip requirements."""
+    estimators may hold beyond skops' defaults; `save(estimator, directory)` / `load(directory)` write and read
+    the files of `format`, the name models.save records in meta.json (None: one skops file, loaded only with
+    TRUSTED_TYPES); `requirements(model section dict)` the pinned extra pip requirements."""
 
     name: str
     config: type[BaseModel]
@@ -61,6 +62,8 @@ def qualname(cls: type) -> str:
 
 
 class _ProjectClassifier(ClassifierMixin, BaseEstimator):
+    """A subclass computes `_predict_proba` and names `_fitted_attr`; predicting before fit is a NotFittedError."""
+
     # The attribute that exists once fitted, in files saved by every earlier version of the project as well
     # (classes_ and thresholds_ are newer, so they cannot be the test).
     _fitted_attr = ""

@@ -133,9 +133,20 @@ class _TransformerClassifier:
                 out[idx] = self.model_(**batch).logits.float().cpu().numpy()
         return out
 
+    def _optimizer(self, total_steps: int):
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        decay = [p for p in self.model_.parameters() if p.ndim >= 2]  # no decay on biases and norm weights
+        no_decay = [p for p in self.model_.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.learning_rate)
+        return optimizer, get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total_steps),
+                                                          total_steps)
+
     def fit(self, X, y):
         import torch
-        from transformers import get_linear_schedule_with_warmup, set_seed
+        from transformers import set_seed
 
         first, second = self._segments(X)
         if not first:
@@ -150,13 +161,9 @@ class _TransformerClassifier:
         rng = np.random.default_rng(self.random_state)
         train_idx, val_idx = self._split(first, rng)
 
-        decay = [p for p in self.model_.parameters() if p.ndim >= 2]  # no decay on biases and norm weights
-        no_decay = [p for p in self.model_.parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.learning_rate)
         steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
         total_steps = max(1, math.ceil(self.epochs * steps_per_epoch))
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total_steps), total_steps)
+        optimizer, scheduler = self._optimizer(total_steps)
         label_dtype = torch.float32 if targets.dtype.kind == "f" else torch.long
 
         self.history_, step = [], 0
