@@ -108,3 +108,28 @@ def test_topic_estimators_work_in_cross_val_predict(name, settings, corpus, lexi
     est = families.build("topic", settings(name), lexicon, 3, TOPICS)
     P = cross_val_predict(est, np.asarray(texts, dtype=object), Y, cv=2, method="predict_proba")
     assert P.shape == Y.shape
+
+
+@pytest.mark.parametrize("name", ["tfidf_linear", "transformer"])
+def test_stance_files_saved_under_the_old_parameter_names_still_load(name, settings, corpus, lexicon, tmp_path):
+    """Versions registered before `labels=`/`random_state=` were the one names hold `topics` (and `seed`, and
+    a stored `classes_`); they load and predict as the same estimator saved today."""
+    _, _, pairs, stances = corpus
+    est = families.build("stance", settings(name), lexicon, 3, TOPICS).fit(pairs, stances)
+    families.save(est, tmp_path / "new")
+    if name == "transformer":
+        families.save(est, tmp_path / "old")
+        spec_path = tmp_path / "old" / "transformer.json"
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        params = spec["params"]
+        params["topics"], params["seed"] = params.pop("labels"), params.pop("random_state")
+        del spec["thresholds"]
+        spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    else:
+        old = clone(est).fit(pairs, stances)
+        old.__dict__["topics"] = old.__dict__.pop("labels")
+        old.__dict__["classes_"] = np.array(sorted(STANCES))  # what the embedding stance model stored
+        families.save(old, tmp_path / "old")
+    loaded, reference = families.load(tmp_path / "old"), families.load(tmp_path / "new")
+    assert loaded.get_params() == reference.get_params() and list(loaded.classes_) == list(STANCES)
+    assert np.array_equal(loaded.predict_proba(pairs), reference.predict_proba(pairs))
