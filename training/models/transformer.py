@@ -15,7 +15,6 @@ import math
 import time
 import uuid
 from pathlib import Path
-
 from typing import Literal
 
 import numpy as np
@@ -24,7 +23,7 @@ from sklearn.metrics import f1_score
 
 from training import STANCES, TOPICS
 from training.models.base import Family, StanceClassifier, StrictConfig, TopicClassifier
-from training.models.transformer_runtime import _load_pretrained, _log_epoch, _quiet, requirements, resolve_device
+from training.models.transformer_runtime import load_pretrained, log_epoch, quiet, requirements, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +153,8 @@ class _TransformerClassifier:
         targets = self._targets(X, y)
         device = resolve_device(self.device, training=True)
         set_seed(self.random_state)
-        with _quiet():
-            self.tokenizer_, self.model_ = _load_pretrained(self.model_name_or_path, **self._head_kwargs())
+        with quiet():
+            self.tokenizer_, self.model_ = load_pretrained(self.model_name_or_path, **self._head_kwargs())
             rows = self._encode(first, second)
         self.model_.to(device)
         rng = np.random.default_rng(self.random_state)
@@ -191,7 +190,7 @@ class _TransformerClassifier:
                 metrics.update(self._val_metrics(logits, targets[val_idx]))
             self.history_.append({"epoch": epoch, **metrics})
             log.info("transformer %s epoch %d: %s", self.task, epoch, metrics)
-            _log_epoch(self.task, metrics)
+            log_epoch(self.task, metrics)
         self.model_.eval()
         self.n_train_, self.n_val_ = int(len(train_idx)), int(len(val_idx))
         return self
@@ -206,7 +205,7 @@ class _TransformerClassifier:
         device = resolve_device(self.device, training=False)
         if self.model_.device != device:
             self.model_.to(device)
-        with _quiet():
+        with quiet():
             rows = self._encode(first, second)
         return self._forward_logits(rows, device, self._predict_batch())
 
@@ -217,7 +216,7 @@ class _TransformerClassifier:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with _quiet():
+        with quiet():
             self.model_.save_pretrained(directory / WEIGHTS_DIR)
             self.tokenizer_.save_pretrained(directory / WEIGHTS_DIR)
         params = {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()}
@@ -329,7 +328,7 @@ def load_pretrained_dir(directory: str | Path):
     if spec.get("thresholds") is not None:
         est.set_thresholds(spec["thresholds"])
     weights = directory / WEIGHTS_DIR
-    with _quiet():
+    with quiet():
         est.tokenizer_ = AutoTokenizer.from_pretrained(weights, local_files_only=True)
         est.model_, info = AutoModelForSequenceClassification.from_pretrained(
             weights, local_files_only=True, use_safetensors=True, output_loading_info=True)

@@ -36,7 +36,7 @@ def resolve_device(requested: str, training: bool = True):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Silence transformers/datasets progress bars and the 'newly initialized head' report while fitting:
     the head is new by design here, and bars would flood the pipeline's log for every fold."""
     import datasets
@@ -57,7 +57,7 @@ def _quiet():
             datasets.enable_progress_bars()
 
 
-def _load_pretrained(path: str, **model_kwargs):
+def load_pretrained(path: str, **model_kwargs):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -74,7 +74,7 @@ def _load_pretrained(path: str, **model_kwargs):
     return tokenizer, model
 
 
-def _log_epoch(task: str, metrics: dict[str, float]) -> None:
+def log_epoch(task: str, metrics: dict[str, float]) -> None:
     """Per-epoch metrics into the pipeline's active MLflow run (never a run of our own). Steps count on across
     the fits of one run (CV folds, held-out model, final model): each fit is one segment of `epochs` steps."""
     import mlflow
