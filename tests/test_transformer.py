@@ -59,7 +59,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 def small(cls, tiny_bert, **kw):
-    params = {"model_name_or_path": str(tiny_bert), "max_length": 32, "epochs": 1, "batch_size": 4, "seed": 5}
+    params = {"model_name_or_path": str(tiny_bert), "max_length": 32, "epochs": 1, "batch_size": 4, "random_state": 5}
     return cls(**{**params, **kw})
 
 
@@ -105,9 +105,9 @@ def test_stance_reads_the_topic_as_second_segment(stance_model):
 
 def test_same_seed_same_model_other_seed_other_model(tiny_bert):
     texts, Y = ARMS[:4] + MEDIATION[:4], np.array([[0, 1, 0, 0]] * 4 + [[1, 0, 0, 0]] * 4)
-    a = small(TransformerTopic, tiny_bert, seed=7).fit(texts, Y).predict_proba(ARMS[4:6])
-    b = small(TransformerTopic, tiny_bert, seed=7).fit(texts, Y).predict_proba(ARMS[4:6])
-    c = small(TransformerTopic, tiny_bert, seed=8).fit(texts, Y).predict_proba(ARMS[4:6])
+    a = small(TransformerTopic, tiny_bert, random_state=7).fit(texts, Y).predict_proba(ARMS[4:6])
+    b = small(TransformerTopic, tiny_bert, random_state=7).fit(texts, Y).predict_proba(ARMS[4:6])
+    c = small(TransformerTopic, tiny_bert, random_state=8).fit(texts, Y).predict_proba(ARMS[4:6])
     assert np.array_equal(a, b)
     assert not np.allclose(a, c)
 

@@ -47,6 +47,8 @@ class Bundle:
         self.stance_model = stance_model
         self.labels = tuple(labels)
         self.thresholds = np.asarray(thresholds, dtype=float)
+        if hasattr(topic_model, "set_thresholds"):  # the topic model's own predict() is then the passage decision
+            topic_model.set_thresholds(self.thresholds)
         self.aggregator = aggregator
         self.lexicon = lexicon
         self.meta = meta or {}

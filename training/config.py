@@ -13,75 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from training import MODEL_NAME, TOPICS
-from training.errors import TPCError
+from training.errors import ConfigError  # noqa: F401  (raised here; importers take it from here too)
+from training.models import FAMILIES
+from training.models.base import StrictConfig as _Strict
 
 
-class ConfigError(TPCError, ValueError):
-    """A config that cannot be used; the message names the file, the key and the fix."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class TfidfLinearConfig(_Strict):
-    family: Literal["tfidf_linear"] = "tfidf_linear"
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] | None = (2, 5)
-    hash_bits: int = Field(18, ge=10, le=24)  # 2**hash_bits hashed n-gram features per analyzer
-    min_df: int = Field(1, ge=1)  # keep n-grams seen in at least this many training passages
-    sublinear_tf: bool = True
-    C: float = Field(4.0, gt=0)
-    class_weight: Literal["balanced"] | None = "balanced"
-    max_iter: int = 2000
-    # the solver's stopping tolerance: 1e-3 halves the fits on the real corpus (24k passages) next to 1e-4
-    tol: float = Field(1e-3, gt=0)
-    use_lexicon: bool = True
-    # stance only: negation/condition/holder-marked tokens (models/focus.mark_scope); none-vs-stance then
-    # favor-vs-against ("hierarchical") or one three-way model ("flat")
-    scope_features: bool = True
-    structure: Literal["flat", "hierarchical"] = "flat"
-
-
-EncoderName = Literal["spacy_vectors", "use_multilingual", "sentence_transformers"]
-
-
-class EmbeddingLinearConfig(_Strict):
-    family: Literal["embedding_linear"] = "embedding_linear"
-    # one backend, or several whose embeddings are concatenated
-    encoder: EncoderName | list[EncoderName] = "use_multilingual"
-    # spaCy package name or local sentence-transformers directory; a mapping backend -> path when several
-    encoder_path: str | dict[EncoderName, str] | None = None
-    with_tfidf: bool = True
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] | None = None
-    embedding_weight: float = Field(1.0, gt=0)  # scale of the (L2-normalised) embedding block next to TF-IDF
-    C: float = Field(4.0, gt=0)
-    class_weight: Literal["balanced"] | None = "balanced"
-    max_iter: int = 2000
-    cache_dir: str | None = ".cache/embeddings"
-    use_lexicon: bool = True
-
-
-class TransformerConfig(_Strict):
-    family: Literal["transformer"] = "transformer"
-    model_name_or_path: str = "camembert-base"
-    max_length: int = Field(256, gt=8)
-    epochs: float = Field(3.0, gt=0)
-    batch_size: int = Field(16, gt=0)
-    learning_rate: float = Field(3e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
-
-
-ModelConfig = Annotated[
-    Union[TfidfLinearConfig, EmbeddingLinearConfig, TransformerConfig], Field(discriminator="family")
-]
+# The model families' sections come from their FAMILY records: a new family needs no change here.
+FAMILY_TAGS = {name: fam.config for name, fam in FAMILIES.items()}
+ModelConfig = Annotated[Union[tuple(FAMILY_TAGS.values())], Field(discriminator="family")]
 
 
 class DataConfig(_Strict):
@@ -170,7 +112,7 @@ class TrainConfig(_Strict):
     experiment: str = MODEL_NAME
     data: DataConfig = DataConfig()
     splits: SplitsConfig = SplitsConfig()
-    model: ModelConfig = TfidfLinearConfig()
+    model: ModelConfig = FAMILY_TAGS["tfidf_linear"]()
     stance_model: ModelConfig | None = None  # None: the same family and settings as `model`
     topic: TopicConfig = TopicConfig()
     article: ArticleConfig = ArticleConfig()
@@ -238,16 +180,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-_FAMILY_TAGS = {"tfidf_linear": TfidfLinearConfig, "embedding_linear": EmbeddingLinearConfig,
-                "transformer": TransformerConfig}
-
-
 def _section_class(loc: tuple) -> type[BaseModel] | None:
     """The schema that holds the last key of `loc` (family tags in `loc` pick the model family's schema)."""
     cls: type[BaseModel] | None = TrainConfig
     for part in loc[:-1]:
-        if part in _FAMILY_TAGS:
-            cls = _FAMILY_TAGS[part]
+        if part in FAMILY_TAGS:
+            cls = FAMILY_TAGS[part]
             continue
         field = cls.model_fields.get(str(part)) if cls else None
         if field is None:
@@ -319,7 +257,7 @@ def _explain(exc: ValidationError, source: str, path: Path | None = None, overri
     lines = [f"{source}: invalid config"]
     for err in exc.errors():
         loc = tuple(err["loc"])
-        keys = [str(p) for p in loc if p not in _FAMILY_TAGS]
+        keys = [str(p) for p in loc if p not in FAMILY_TAGS]
         key = ".".join(keys)
         where = _origin(keys, path, list(overrides))
         got = f" (got {err.get('input')!r})" if err["type"] != "missing" else ""
@@ -330,7 +268,7 @@ def _explain(exc: ValidationError, source: str, path: Path | None = None, overri
             hint = f"; did you mean `{'.'.join(keys[:-1] + close)}`?" if close else ""
             lines.append(f"  - {where}: unknown key `{key}`{hint} (accepted here: {', '.join(accepted)})")
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            families = ", ".join(map(repr, _FAMILY_TAGS))
+            families = ", ".join(map(repr, FAMILY_TAGS))
             if err["type"] == "union_tag_not_found":  # a model section without `family`
                 lines.append(f"  - {where}: `{key}` needs a `family`: one of {families}")
             else:

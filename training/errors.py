@@ -10,3 +10,7 @@ from __future__ import annotations
 
 class TPCError(Exception):
     exit_code = 2
+
+
+class ConfigError(TPCError, ValueError):
+    """A config that cannot be used; the message names the file, the key and the fix."""

@@ -48,7 +48,7 @@ def fold_reference(text: str) -> str:
 def load_lexicon(path: str | Path | None) -> dict[str, dict[str, list[str]]] | None:
     if not path:
         return None
-    from training.config import ConfigError
+    from training.errors import ConfigError
 
     path = Path(path)
     if not path.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from training.config import ConfigError, TrainConfig, _section_class
+from training.config import FAMILY_TAGS, ConfigError, TrainConfig, _section_class
 
 KINDS = ("float", "log", "int", "int_log")
 SYNTAX = ('[low, high], [low, high, "float"|"log"|"int"|"int_log"] or [[choice, ...], "categorical"]')
@@ -109,7 +109,7 @@ def _validate(raw: dict, where: str, value: Any) -> TrainConfig:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            keys = [str(p) for p in err["loc"] if p not in ("tfidf_linear", "embedding_linear", "transformer")]
+            keys = [str(p) for p in err["loc"] if p not in FAMILY_TAGS]
             if err["type"] == "extra_forbidden":
                 cls = _section_class(tuple(err["loc"]))
                 accepted = list(cls.model_fields) if cls else []

@@ -12,6 +12,7 @@ import importlib
 import numpy as np
 
 from training.encoders.cache import EmbeddingCache, text_digest
+from training.errors import TPCError
 
 # backend name -> (module, class, pyproject extra)
 BACKENDS = {
@@ -22,7 +23,7 @@ BACKENDS = {
 }
 
 
-class MissingBackendError(ImportError):
+class MissingBackendError(TPCError, ImportError):
     """An encoder backend whose optional dependencies are not installed; the message gives the pip command."""
 
 

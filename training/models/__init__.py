@@ -1,8 +1,10 @@
 """Model families behind one interface, and their safe (pickle-free) persistence.
 
-Each family gives two scikit-learn-style estimators: a multi-label topic classifier (`fit(texts, Y)`,
-`predict_proba(texts) -> (n, n_topics)`) and a stance classifier over (passage, topic) pairs
-(`fit([[text, topic], ...], stances)`, `predict_proba -> (n, 3)` in STANCES order).
+Each family module declares one `FAMILY` record (training.models.base.Family): its config section, a multi-label
+topic classifier (`fit(texts, Y)`, `predict_proba(texts) -> (n, n_labels)`) and a stance classifier over
+(passage, topic) pairs (`fit([[text, topic], ...], stances)`, `predict_proba -> (n, 3)` in STANCES order), the
+types its model files may hold, its file format and its pip requirements. Everything that lists families (the
+config union and tags, TRUSTED_TYPES, `build`, save/load, `requirements_for`, the search) reads FAMILIES.
 """
 
 from __future__ import annotations
@@ -11,75 +13,67 @@ import importlib
 import json
 from pathlib import Path
 
-FAMILIES = {
-    "tfidf_linear": ("training.models.tfidf", "TfidfLinearTopic", "TfidfLinearStance"),
-    "embedding_linear": ("training.models.embedding", "EmbeddingLinearTopic", "EmbeddingLinearStance"),
-    "transformer": ("training.models.transformer", "TransformerTopic", "TransformerStance"),
-}
+from training.aggregate import ArticleAggregator
+from training.errors import TPCError
+from training.models.base import Family, qualname
+
+# A new family: one module declaring FAMILY, and one line here.
+_FAMILY_MODULES = (
+    "training.models.tfidf",
+    "training.models.embedding",
+    "training.models.transformer",
+)
+FAMILIES: dict[str, Family] = {f.name: f for f in (importlib.import_module(m).FAMILY for m in _FAMILY_MODULES)}
+
 
 # The only types a skops model file of this project may ask for beyond skops' defaults. Anything else in a
 # model file is refused at load time: a model file never gets to run code the project did not declare.
-TRUSTED_TYPES = [
-    "training.models.tfidf.TfidfLinearTopic",
-    "training.models.tfidf.TfidfLinearStance",
-    "training.models.embedding.EmbeddingLinearTopic",
-    "training.models.embedding.EmbeddingLinearStance",
-    "training.lexicon.LexiconFeatures",
-    "training.models.tfidf.SeenColumns",
-    "training.aggregate.ArticleAggregator",
-]
+TRUSTED_TYPES = list(dict.fromkeys([t for f in FAMILIES.values() for t in f.trusted] + [qualname(ArticleAggregator)]))
 
 
-class UntrustedModelError(RuntimeError):
+class UntrustedModelError(TPCError, RuntimeError):
     pass
 
 
-def _family_class(family: str, task: str):
-    if family not in FAMILIES:
-        raise ValueError(f"model.family: {family!r} is not one of {sorted(FAMILIES)}")
-    module, topic_cls, stance_cls = FAMILIES[family]
-    return getattr(importlib.import_module(module), topic_cls if task == "topic" else stance_cls)
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"model.family: {name!r} is not one of {sorted(FAMILIES)}")
+    return FAMILIES[name]
 
 
 def build(task: str, model_cfg, lexicon: dict | None, seed: int, labels):
     """An unfitted estimator for `task` ("topic" or "stance") from a model config section."""
     params = model_cfg.model_dump()
-    family = params.pop("family")
+    cls = family(params.pop("family")).estimator(task)
     use_lexicon = params.pop("use_lexicon", False)
     if task == "topic":  # settings of the stance model that share the family's config section
         params.pop("scope_features", None)
         params.pop("structure", None)
-    cls = _family_class(family, task)
-    params["lexicon"] = lexicon if use_lexicon else None
-    if family != "transformer":
-        params["random_state"] = seed
-    else:
-        params["seed"] = seed
-    params["labels" if task == "topic" else "topics"] = tuple(labels)
-    return cls(**params)
+    return cls(**params, lexicon=lexicon if use_lexicon else None, random_state=seed, labels=tuple(labels))
+
+
+def _family_of(estimator) -> Family | None:
+    return next((f for f in FAMILIES.values() if type(estimator) in (f.topic, f.stance)), None)
 
 
 def save(estimator, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    cls = type(estimator)
-    meta = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    if hasattr(estimator, "save_pretrained_dir"):  # transformer family: safetensors + tokenizer
-        estimator.save_pretrained_dir(directory)
-        meta["format"] = "transformers"
+    fam = _family_of(estimator)
+    meta = {"class": qualname(type(estimator)), "format": fam.format if fam else "skops"}
+    if fam is not None and fam.save is not None:
+        fam.save(estimator, directory)
     else:
         dump_skops(estimator, directory / "model.skops")
-        meta["format"] = "skops"
     (directory / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
 def load(directory: str | Path):
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
-    if meta["format"] == "transformers":
-        from training.models.transformer import load_pretrained_dir
-
-        return load_pretrained_dir(directory)
+    loaders = {f.format: f.load for f in FAMILIES.values() if f.load is not None}
+    if meta["format"] in loaders:
+        return loaders[meta["format"]](directory)
     return load_skops(directory / "model.skops")
 
 
@@ -111,7 +105,7 @@ def load_skops(path: Path):
         raise UntrustedModelError(
             f"{path}: refusing to load a model file that asks for types this project does not trust: {untrusted}. "
             "Only skops' default types and training.models.TRUSTED_TYPES are allowed; retrain the model with this "
-            "project (a new model family must add its own classes to TRUSTED_TYPES)."
+            "project (a new model family declares its own classes in its FAMILY record)."
         )
     return sio.load(path, trusted=asked)
 
@@ -120,15 +114,5 @@ def requirements_for(config: dict) -> list[str]:
     """Pinned extra pip requirements a logged model needs for the families of its two tasks (`config`: a dumped
     TrainConfig); the core requirements come from training.tracking.pip_requirements."""
     sections = [config.get("model") or {}, config.get("stance_model") or config.get("model") or {}]
-    extra: list[str] = []
-    for section in sections:
-        family = section.get("family")
-        if family == "transformer":
-            from training.models.transformer import requirements
-
-            extra += requirements()
-        elif family == "embedding_linear":
-            from training.models.embedding import requirements
-
-            extra += requirements(section)
+    extra = [r for s in sections if s.get("family") in FAMILIES for r in FAMILIES[s["family"]].requirements(s)]
     return list(dict.fromkeys(extra))

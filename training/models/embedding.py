@@ -8,18 +8,22 @@ different encoder version than the one fitted is refused (its vectors would not 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from training import STANCES, TOPICS
+from training import TOPICS
+from training.errors import TPCError
+from training.models.base import Family, StanceClassifier, StrictConfig, TopicClassifier, pinned, qualname
 from training.models.focus import focus_text, topic_block
-from training.models.tfidf import (fit_label_heads, predict_label_heads, stance_proba, text_features,
-                                   transform_texts)
+from training.models.tfidf import (FEATURE_TYPES, fit_label_heads, predict_label_heads, stance_proba,
+                                   text_features, transform_texts)
 
 
-class EncoderMismatchError(RuntimeError):
+class EncoderMismatchError(TPCError, RuntimeError):
     pass
 
 
@@ -29,8 +33,26 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, str) else list(value)
 
 
-class _Embeds:
-    """Shared encoder handling: lazy, process-wide encoders and cached embeddings, excluded from pickling/skops."""
+class _EmbeddingLinear:
+    """The settings both estimators share, and their encoder handling: lazy, process-wide encoders and cached
+    embeddings, excluded from pickling/skops."""
+
+    def __init__(self, labels=TOPICS, encoder="use_multilingual", encoder_path=None, with_tfidf=True,
+                 word_ngrams=(1, 2), char_ngrams=None, embedding_weight=1.0, C=4.0, class_weight="balanced",
+                 max_iter=2000, cache_dir=None, lexicon=None, random_state=0):
+        self.labels = labels
+        self.encoder = encoder
+        self.encoder_path = encoder_path
+        self.with_tfidf = with_tfidf
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.embedding_weight = embedding_weight
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.cache_dir = cache_dir
+        self.lexicon = lexicon
+        self.random_state = random_state
 
     def _encoder_list(self):
         encoders = getattr(self, "_encoders", None)
@@ -69,25 +91,10 @@ class _Embeds:
         return state
 
 
-class EmbeddingLinearTopic(_Embeds, BaseEstimator, ClassifierMixin):
+class EmbeddingLinearTopic(_EmbeddingLinear, TopicClassifier):
     """Multi-label topic classifier: one logistic regression per topic over [embedding | TF-IDF]."""
 
-    def __init__(self, labels=TOPICS, encoder="use_multilingual", encoder_path=None, with_tfidf=True,
-                 word_ngrams=(1, 2), char_ngrams=None, embedding_weight=1.0, C=4.0, class_weight="balanced",
-                 max_iter=2000, cache_dir=None, lexicon=None, random_state=0):
-        self.labels = labels
-        self.encoder = encoder
-        self.encoder_path = encoder_path
-        self.with_tfidf = with_tfidf
-        self.word_ngrams = word_ngrams
-        self.char_ngrams = char_ngrams
-        self.embedding_weight = embedding_weight
-        self.C = C
-        self.class_weight = class_weight
-        self.max_iter = max_iter
-        self.cache_dir = cache_dir
-        self.lexicon = lexicon
-        self.random_state = random_state
+    _fitted_attr = "heads_"
 
     def _features(self, X, fit=False):
         X = list(X)
@@ -107,47 +114,29 @@ class EmbeddingLinearTopic(_Embeds, BaseEstimator, ClassifierMixin):
         self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X) -> np.ndarray:
         return predict_label_heads(self.heads_, self._features(X))
 
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X) >= 0.5).astype(int)
 
-
-class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
+class EmbeddingLinearStance(_EmbeddingLinear, StanceClassifier):
     """Turkey's stance toward a topic from [text, topic] pairs: the passage's embedding, and the embedding of the
     sentences that speak of the topic in a block owned by that topic (as in TfidfLinearStance), plus the same
     TF-IDF blocks when `with_tfidf`."""
 
-    def __init__(self, topics=TOPICS, encoder="use_multilingual", encoder_path=None, with_tfidf=True,
-                 word_ngrams=(1, 2), char_ngrams=None, embedding_weight=1.0, C=4.0, class_weight="balanced",
-                 max_iter=2000, cache_dir=None, lexicon=None, random_state=0):
-        self.topics = topics
-        self.encoder = encoder
-        self.encoder_path = encoder_path
-        self.with_tfidf = with_tfidf
-        self.word_ngrams = word_ngrams
-        self.char_ngrams = char_ngrams
-        self.embedding_weight = embedding_weight
-        self.C = C
-        self.class_weight = class_weight
-        self.max_iter = max_iter
-        self.cache_dir = cache_dir
-        self.lexicon = lexicon
-        self.random_state = random_state
+    _fitted_attr = "head_"
 
     def _features(self, X, fit=False):
         X = np.asarray(X, dtype=object).reshape(-1, 2)
         texts, topics = list(X[:, 0]), list(X[:, 1])
         focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
         E = self._embed(texts + focus)  # one call: shared texts and focus sentences are encoded once
-        parts = [sparse.csr_matrix(E[:len(texts)]), topic_block(E[len(texts):], topics, self.topics)]
+        parts = [sparse.csr_matrix(E[:len(texts)]), topic_block(E[len(texts):], topics, self.labels)]
         if self.with_tfidf:
             if fit:
                 whole, local = self.whole_.fit_transform(texts), self.local_.fit_transform(focus)
             else:
                 whole, local = transform_texts(self.whole_, texts), transform_texts(self.local_, focus)
-            parts += [whole, topic_block(local, topics, self.topics)]
+            parts += [whole, topic_block(local, topics, self.labels)]
         return sparse.hstack(parts).tocsr()
 
     def fit(self, X, y):
@@ -159,14 +148,30 @@ class EmbeddingLinearStance(_Embeds, BaseEstimator, ClassifierMixin):
         F = self._features(X, fit=True)
         self.head_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter,
                                         random_state=self.random_state).fit(F, np.asarray(y))
-        self.classes_ = self.head_.classes_
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X) -> np.ndarray:
         return stance_proba(self.head_, self._features(X))
 
-    def predict(self, X) -> np.ndarray:
-        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
+
+EncoderName = Literal["spacy_vectors", "use_multilingual", "sentence_transformers"]
+
+
+class EmbeddingLinearConfig(StrictConfig):
+    family: Literal["embedding_linear"] = "embedding_linear"
+    # one backend, or several whose embeddings are concatenated
+    encoder: EncoderName | list[EncoderName] = "use_multilingual"
+    # spaCy package name or local sentence-transformers directory; a mapping backend -> path when several
+    encoder_path: str | dict[EncoderName, str] | None = None
+    with_tfidf: bool = True
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = None
+    embedding_weight: float = Field(1.0, gt=0)  # scale of the (L2-normalised) embedding block next to TF-IDF
+    C: float = Field(4.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = 2000
+    cache_dir: str | None = ".cache/embeddings"
+    use_lexicon: bool = True
 
 
 # Packages a logged embedding_linear model needs beyond the core, per backend (pinned to what fitted it).
@@ -180,14 +185,10 @@ _BACKEND_PACKAGES = {
 def requirements(model_cfg: dict | None = None) -> list[str]:
     """Pinned pip requirements of a logged model of this family, for the encoder backends its config names
     (`model_cfg` a dumped model config section; default: the use_multilingual backend)."""
-    import importlib.metadata as md
-
     names = _as_list((model_cfg or {}).get("encoder") or "use_multilingual")
-    packages = dict.fromkeys(p for n in names for p in _BACKEND_PACKAGES.get(n, ()))
-    reqs = []
-    for name in packages:
-        try:
-            reqs.append(f"{name}=={md.version(name).split('+')[0]}")
-        except md.PackageNotFoundError:
-            reqs.append(name)
-    return reqs
+    return pinned(dict.fromkeys(p for n in names for p in _BACKEND_PACKAGES.get(n, ())))
+
+
+FAMILY = Family("embedding_linear", EmbeddingLinearConfig, EmbeddingLinearTopic, EmbeddingLinearStance,
+                trusted=(qualname(EmbeddingLinearTopic), qualname(EmbeddingLinearStance)) + FEATURE_TYPES,
+                requirements=requirements)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from training import STANCES, TOPICS
 from training.lexicon import LexiconFeatures
+from training.models.base import Family, StanceClassifier, StrictConfig, TopicClassifier, qualname
 from training.models.fast_hashing import hashed_counts
 from training.models.focus import focus_text, mark_scope, topic_block
 
@@ -93,32 +96,24 @@ def _memo_hash(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_ma
     return H[[rows[t] for t in texts]]
 
 
-def transform_texts(union: FeatureUnion, texts: list[str]):
-    """`union.transform(texts)` (the same matrix): character n-grams counted by numpy (fast_hashing), and hashed
-    counts taken from the `shared_hashing` memo when it is active."""
+def transform_texts(union: FeatureUnion, texts: list[str], fit: bool = False):
+    """`union.transform(texts)` (or `fit_transform` when `fit`; the same matrix), with hashed counts from
+    `hashed_counts` (numpy character n-grams) instead of scikit-learn's string-at-a-time analyzer, which was most
+    of a fit's and a scoring's time, taken from the `shared_hashing` memo when it is active."""
     if union.transformer_weights is not None:
-        return union.transform(texts)
+        return union.fit_transform(texts) if fit else union.transform(texts)
     blocks = []
     for _, part in union.transformer_list:
         if isinstance(part, Pipeline) and isinstance(part.steps[0][1], HashingVectorizer):
-            blocks.append(part[1:].transform(_memo_hash(part.steps[0][1], texts)))
+            part, inputs = part[1:], _memo_hash(part.steps[0][1], texts)
         else:
-            blocks.append(part.transform(texts))
+            inputs = texts
+        blocks.append(part.fit_transform(inputs) if fit else part.transform(inputs))
     return sparse.hstack(blocks).tocsr()
 
 
 def fit_transform_texts(union: FeatureUnion, texts: list[str]):
-    """`union.fit_transform(texts)` (the same matrix), with hashed counts from `hashed_counts` (numpy character
-    n-grams) instead of scikit-learn's string-at-a-time analyzer, which was most of a fit's time."""
-    if union.transformer_weights is not None:
-        return union.fit_transform(texts)
-    blocks = []
-    for _, part in union.transformer_list:
-        if isinstance(part, Pipeline) and isinstance(part.steps[0][1], HashingVectorizer):
-            blocks.append(part[1:].fit_transform(_memo_hash(part.steps[0][1], texts)))
-        else:
-            blocks.append(part.fit_transform(texts))
-    return sparse.hstack(blocks).tocsr()
+    return transform_texts(union, texts, fit=True)
 
 
 def fit_label_heads(F, Y, C, class_weight, max_iter, random_state, tol=1e-4) -> list:
@@ -148,8 +143,8 @@ def predict_label_heads(heads, F) -> np.ndarray:
     return np.column_stack(cols) if cols else np.zeros((F.shape[0], 0))
 
 
-class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
-    """Multi-label topic classifier: one logistic regression per topic over shared TF-IDF features."""
+class _TfidfLinear:
+    """The settings both tf-idf estimators share (scikit-learn reads the parameters off `__init__`)."""
 
     def __init__(self, labels=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
                  sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0,
@@ -167,8 +162,11 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
         self.lexicon = lexicon
         self.random_state = random_state
 
-    def _features(self, X):
-        return transform_texts(self.features_, list(X))
+
+class TfidfLinearTopic(_TfidfLinear, TopicClassifier):
+    """Multi-label topic classifier: one logistic regression per topic over shared TF-IDF features."""
+
+    _fitted_attr = "heads_"
 
     def fit(self, X, Y):
         Y = np.asarray(Y)
@@ -179,14 +177,11 @@ class TfidfLinearTopic(BaseEstimator, ClassifierMixin):
         self.heads_ = fit_label_heads(F, Y, self.C, self.class_weight, self.max_iter, self.random_state, self.tol)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
-        return predict_label_heads(self.heads_, self._features(X))
-
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X) >= 0.5).astype(int)
+    def _predict_proba(self, X) -> np.ndarray:
+        return predict_label_heads(self.heads_, transform_texts(self.features_, list(X)))
 
 
-class TfidfLinearStance(BaseEstimator, ClassifierMixin):
+class TfidfLinearStance(_TfidfLinear, StanceClassifier):
     """Turkey's stance toward a topic, from (passage, topic) pairs.
 
     X is a 2-column array of [text, topic]. The text is represented twice: as a whole, and as the sentences that
@@ -194,23 +189,15 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
     shared by all topics and cues specific to each (feature augmentation); stance cue counts come from the lexicon.
     """
 
-    def __init__(self, topics=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
+    _fitted_attr = "head_"
+
+    def __init__(self, labels=TOPICS, word_ngrams=(1, 2), char_ngrams=(2, 5), hash_bits=18, min_df=1,
                  sublinear_tf=True, C=4.0, class_weight="balanced", max_iter=2000, lexicon=None, random_state=0,
                  scope_features=True, structure="flat", tol=1e-3):
-        self.topics = topics
-        self.tol = tol
+        super().__init__(labels, word_ngrams, char_ngrams, hash_bits, min_df, sublinear_tf, C, class_weight,
+                         max_iter, lexicon, random_state, tol)
         self.scope_features = scope_features
         self.structure = structure
-        self.word_ngrams = word_ngrams
-        self.char_ngrams = char_ngrams
-        self.hash_bits = hash_bits
-        self.min_df = min_df
-        self.sublinear_tf = sublinear_tf
-        self.C = C
-        self.class_weight = class_weight
-        self.max_iter = max_iter
-        self.lexicon = lexicon
-        self.random_state = random_state
 
     def _features(self, X, fit=False):
         X = np.asarray(X, dtype=object).reshape(-1, 2)
@@ -218,8 +205,8 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
         focus = [focus_text(t, topic, self.lexicon) for t, topic in zip(texts, topics)]
         parts = [self.whole_, self.local_] + ([self.scope_] if self.scope_features else [])
         inputs = [texts, focus] + ([[mark_scope(f) for f in focus]] if self.scope_features else [])
-        blocks = [fit_transform_texts(p, x) if fit else transform_texts(p, x) for p, x in zip(parts, inputs)]
-        blocks[1] = topic_block(blocks[1], topics, self.topics)
+        blocks = [transform_texts(p, x, fit) for p, x in zip(parts, inputs)]
+        blocks[1] = topic_block(blocks[1], topics, self.labels)
         return sparse.hstack(blocks).tocsr()
 
     def _head(self):
@@ -246,10 +233,9 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
             sides = y[stated]
             self.side_ = self._head().fit(F[stated], sides == "favor") if len(set(sides)) == 2 else \
                 float(np.mean(sides == "favor")) if len(sides) else 0.5
-        self.classes_ = np.asarray(STANCES)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X) -> np.ndarray:
         F = self._features(X)
         if self.structure == "hierarchical":
             def p1(head):
@@ -261,5 +247,27 @@ class TfidfLinearStance(BaseEstimator, ClassifierMixin):
             return out
         return stance_proba(self.head_, F)
 
-    def predict(self, X) -> np.ndarray:
-        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
+
+class TfidfLinearConfig(StrictConfig):
+    family: Literal["tfidf_linear"] = "tfidf_linear"
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = (2, 5)
+    hash_bits: int = Field(18, ge=10, le=24)  # 2**hash_bits hashed n-gram features per analyzer
+    min_df: int = Field(1, ge=1)  # keep n-grams seen in at least this many training passages
+    sublinear_tf: bool = True
+    C: float = Field(4.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = 2000
+    # the solver's stopping tolerance: 1e-3 halves the fits on the real corpus (24k passages) next to 1e-4
+    tol: float = Field(1e-3, gt=0)
+    use_lexicon: bool = True
+    # stance only: negation/condition/holder-marked tokens (models/focus.mark_scope); none-vs-stance then
+    # favor-vs-against ("hierarchical") or one three-way model ("flat")
+    scope_features: bool = True
+    structure: Literal["flat", "hierarchical"] = "flat"
+
+
+# Types a fitted estimator of the tf-idf features holds beyond skops' defaults (embedding_linear reuses them).
+FEATURE_TYPES = (qualname(SeenColumns), qualname(LexiconFeatures))
+FAMILY = Family("tfidf_linear", TfidfLinearConfig, TfidfLinearTopic, TfidfLinearStance,
+                trusted=(qualname(TfidfLinearTopic), qualname(TfidfLinearStance)) + FEATURE_TYPES)

@@ -9,19 +9,21 @@ so the rest of the project works without them (they live in the `transformers` e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from pydantic import Field
 from sklearn.metrics import f1_score
 
 from training import STANCES, TOPICS
+from training.models.base import Family, StanceClassifier, StrictConfig, TopicClassifier
+from training.models.transformer_runtime import load_pretrained, log_epoch, quiet, requirements, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -37,99 +39,27 @@ TOPIC_PHRASES = {
     "deployment": "déploiement de troupes turques",
 }
 
-_EPOCH_STEPS: dict[tuple[str, str], int] = {}  # (run id, task) -> epochs logged so far in that run
+class _TransformerClassifier:
+    """Fine-tuning and inference shared by both tasks, and the settings they share."""
 
-
-def requirements() -> list[str]:
-    """Pinned pip requirements a logged model needs to load and run this family.
-
-    torch is pinned without its local label (`2.13.0+cpu` -> `2.13.0`): the label names a build index, not a
-    PyPI release, and the same version serves CPU and CUDA machines (docs/transformers.md says how to pick one)."""
-    import importlib.metadata as md
-
-    reqs = []
-    for name in ("torch", "transformers", "tokenizers", "safetensors"):
-        try:
-            reqs.append(f"{name}=={md.version(name).split('+')[0]}")
-        except md.PackageNotFoundError:
-            reqs.append(name)
-    return reqs
-
-
-def resolve_device(requested: str, training: bool = True):
-    """`auto` takes a CUDA GPU when torch sees one, else the CPU. An explicit `cuda` without a GPU is an error
-    when training (the config asked for it); a saved model scores on the CPU then, since a GPU is never required."""
-    import torch
-
-    if requested == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if requested == "cuda" and training:
-        from training.config import ConfigError
-
-        raise ConfigError(
-            f"model.device: 'cuda' was asked for but torch {torch.__version__} sees no CUDA GPU; "
-            "set model.device=auto (GPU when present, else CPU) or cpu"
-        )
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence transformers/datasets progress bars and the 'newly initialized head' report while fitting:
-    the head is new by design here, and bars would flood the pipeline's log for every fold."""
-    import datasets
-    from transformers.utils import logging as tlog
-
-    bars_on, ds_bars_on, verbosity = tlog.is_progress_bar_enabled(), not datasets.are_progress_bars_disabled(), \
-        tlog.get_verbosity()
-    tlog.disable_progress_bar()
-    datasets.disable_progress_bars()
-    tlog.set_verbosity_error()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(verbosity)
-        if bars_on:
-            tlog.enable_progress_bar()
-        if ds_bars_on:
-            datasets.enable_progress_bars()
-
-
-def _load_pretrained(path: str, **model_kwargs):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, **model_kwargs)
-    except (OSError, ValueError) as exc:
-        from training.config import ConfigError
-
-        raise ConfigError(
-            f"model.model_name_or_path: cannot load {path!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "Give a local directory holding config.json, the weights and the tokenizer, or a Hub id on a machine "
-            "that reaches huggingface.co (docs/transformers.md)."
-        ) from None
-    return tokenizer, model
-
-
-def _log_epoch(task: str, metrics: dict[str, float]) -> None:
-    """Per-epoch metrics into the pipeline's active MLflow run (never a run of our own). Steps count on across
-    the fits of one run (CV folds, held-out model, final model): each fit is one segment of `epochs` steps."""
-    import mlflow
-
-    run = mlflow.active_run()
-    if run is None:
-        return
-    key = (run.info.run_id, task)
-    _EPOCH_STEPS[key] = _EPOCH_STEPS.get(key, 0) + 1
-    mlflow.log_metrics({f"transformer_{task}_epoch_{k}": float(v) for k, v in metrics.items()},
-                       step=_EPOCH_STEPS[key])
-
-
-class _TransformerClassifier(BaseEstimator, ClassifierMixin):
     task = ""
+    _fitted_attr = "model_"
+
+    def __init__(self, labels=TOPICS, model_name_or_path="camembert-base", max_length=256, epochs=3.0,
+                 batch_size=16, learning_rate=3e-5, warmup_ratio=0.1, weight_decay=0.01, device="auto",
+                 validation_fraction=0.15, lexicon=None, random_state=13):
+        self.labels = labels
+        self.model_name_or_path = model_name_or_path
+        self.max_length = max_length
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.device = device
+        self.validation_fraction = validation_fraction
+        self.lexicon = lexicon  # accepted for the family interface; the encoder reads the text itself
+        self.random_state = random_state
 
     # -- what a subclass defines ----------------------------------------------------------------------------
     def _head_kwargs(self) -> dict:
@@ -202,30 +132,37 @@ class _TransformerClassifier(BaseEstimator, ClassifierMixin):
                 out[idx] = self.model_(**batch).logits.float().cpu().numpy()
         return out
 
+    def _optimizer(self, total_steps: int):
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        decay = [p for p in self.model_.parameters() if p.ndim >= 2]  # no decay on biases and norm weights
+        no_decay = [p for p in self.model_.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.learning_rate)
+        return optimizer, get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total_steps),
+                                                          total_steps)
+
     def fit(self, X, y):
         import torch
-        from transformers import get_linear_schedule_with_warmup, set_seed
+        from transformers import set_seed
 
         first, second = self._segments(X)
         if not first:
             raise ValueError(f"{type(self).__name__}.fit: no training rows")
         targets = self._targets(X, y)
         device = resolve_device(self.device, training=True)
-        set_seed(self.seed)
-        with _quiet():
-            self.tokenizer_, self.model_ = _load_pretrained(self.model_name_or_path, **self._head_kwargs())
+        set_seed(self.random_state)
+        with quiet():
+            self.tokenizer_, self.model_ = load_pretrained(self.model_name_or_path, **self._head_kwargs())
             rows = self._encode(first, second)
         self.model_.to(device)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.random_state)
         train_idx, val_idx = self._split(first, rng)
 
-        decay = [p for p in self.model_.parameters() if p.ndim >= 2]  # no decay on biases and norm weights
-        no_decay = [p for p in self.model_.parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.learning_rate)
         steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
         total_steps = max(1, math.ceil(self.epochs * steps_per_epoch))
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total_steps), total_steps)
+        optimizer, scheduler = self._optimizer(total_steps)
         label_dtype = torch.float32 if targets.dtype.kind == "f" else torch.long
 
         self.history_, step = [], 0
@@ -253,7 +190,7 @@ class _TransformerClassifier(BaseEstimator, ClassifierMixin):
                 metrics.update(self._val_metrics(logits, targets[val_idx]))
             self.history_.append({"epoch": epoch, **metrics})
             log.info("transformer %s epoch %d: %s", self.task, epoch, metrics)
-            _log_epoch(self.task, metrics)
+            log_epoch(self.task, metrics)
         self.model_.eval()
         self.n_train_, self.n_val_ = int(len(train_idx)), int(len(val_idx))
         return self
@@ -268,7 +205,7 @@ class _TransformerClassifier(BaseEstimator, ClassifierMixin):
         device = resolve_device(self.device, training=False)
         if self.model_.device != device:
             self.model_.to(device)
-        with _quiet():
+        with quiet():
             rows = self._encode(first, second)
         return self._forward_logits(rows, device, self._predict_batch())
 
@@ -279,36 +216,23 @@ class _TransformerClassifier(BaseEstimator, ClassifierMixin):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with _quiet():
+        with quiet():
             self.model_.save_pretrained(directory / WEIGHTS_DIR)
             self.tokenizer_.save_pretrained(directory / WEIGHTS_DIR)
         params = {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()}
+        thresholds = getattr(self, "thresholds_", None)
         spec = {"class": type(self).__name__, "params": params, "history": self.history_,
                 "n_train": self.n_train_, "n_val": self.n_val_,
+                "thresholds": thresholds if thresholds is None else thresholds.tolist(),
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
         (directory / SPEC_FILE).write_text(json.dumps(spec, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-class TransformerTopic(_TransformerClassifier):
+class TransformerTopic(_TransformerClassifier, TopicClassifier):
     """Multi-label topic classifier: one sigmoid output per topic over the fine-tuned encoder."""
 
     task = "topic"
 
-    def __init__(self, labels=TOPICS, model_name_or_path="camembert-base", max_length=256, epochs=3.0,
-                 batch_size=16, learning_rate=3e-5, warmup_ratio=0.1, weight_decay=0.01, device="auto",
-                 validation_fraction=0.15, lexicon=None, seed=13):
-        self.labels = labels
-        self.model_name_or_path = model_name_or_path
-        self.max_length = max_length
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.device = device
-        self.validation_fraction = validation_fraction
-        self.lexicon = lexicon  # accepted for the family interface; the encoder reads the text itself
-        self.seed = seed
 
     def _head_kwargs(self) -> dict:
         labels = list(self.labels)
@@ -334,38 +258,15 @@ class TransformerTopic(_TransformerClassifier):
         return {"val_loss": float(loss),
                 "val_macro_f1": float(f1_score(targets.astype(int), pred, average="macro", zero_division=0))}
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self._logits(X).astype(np.float64)))
 
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X) >= 0.5).astype(int)
 
-
-class TransformerStance(_TransformerClassifier):
+class TransformerStance(_TransformerClassifier, StanceClassifier):
     """Turkey's stance toward a topic: the passage and the topic (as a French phrase) encoded as a text pair,
     3-way softmax in STANCES order."""
 
     task = "stance"
-
-    def __init__(self, topics=TOPICS, model_name_or_path="camembert-base", max_length=256, epochs=3.0,
-                 batch_size=16, learning_rate=3e-5, warmup_ratio=0.1, weight_decay=0.01, device="auto",
-                 validation_fraction=0.15, lexicon=None, seed=13):
-        self.topics = topics
-        self.model_name_or_path = model_name_or_path
-        self.max_length = max_length
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.warmup_ratio = warmup_ratio
-        self.weight_decay = weight_decay
-        self.device = device
-        self.validation_fraction = validation_fraction
-        self.lexicon = lexicon
-        self.seed = seed
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.asarray(STANCES)
 
     def _head_kwargs(self) -> dict:
         return {"num_labels": len(STANCES), "problem_type": "single_label_classification",
@@ -373,9 +274,9 @@ class TransformerStance(_TransformerClassifier):
 
     def _segments(self, X):
         X = np.asarray(X, dtype=object).reshape(-1, 2)
-        unknown = sorted({str(t) for t in X[:, 1]} - set(self.topics))
+        unknown = sorted({str(t) for t in X[:, 1]} - set(self.labels))
         if unknown:
-            raise ValueError(f"TransformerStance: topic(s) {unknown} not in {list(self.topics)}")
+            raise ValueError(f"TransformerStance: topic(s) {unknown} not in {list(self.labels)}")
         return [str(t) for t in X[:, 0]], [TOPIC_PHRASES.get(t, str(t).replace("_", " ")) for t in X[:, 1]]
 
     def _targets(self, X, y) -> np.ndarray:
@@ -396,14 +297,11 @@ class TransformerStance(_TransformerClassifier):
                 "val_macro_f1": float(f1_score(targets, pred, labels=range(len(STANCES)), average="macro",
                                                zero_division=0))}
 
-    def predict_proba(self, X) -> np.ndarray:
+    def _predict_proba(self, X) -> np.ndarray:
         z = self._logits(X).astype(np.float64)
         z -= z.max(1, keepdims=True) if len(z) else 0
         e = np.exp(z)
         return e / e.sum(1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        return np.asarray(STANCES)[self.predict_proba(X).argmax(1)]
 
 
 CLASSES = {"TransformerTopic": TransformerTopic, "TransformerStance": TransformerStance}
@@ -421,12 +319,16 @@ def load_pretrained_dir(directory: str | Path):
     if spec.get("class") not in CLASSES:
         raise ValueError(f"{spec_path}: `class` must be one of {sorted(CLASSES)}, got {spec.get('class')!r}")
     params = dict(spec["params"])
-    for key in ("labels", "topics"):
-        if key in params:
-            params[key] = tuple(params[key])
+    # Files saved before `labels=` and `random_state=` were the one names used `topics=` and `seed=`.
+    for old, new in (("topics", "labels"), ("seed", "random_state")):
+        if old in params:
+            params.setdefault(new, params.pop(old))
+    params["labels"] = tuple(params.get("labels", TOPICS))
     est = CLASSES[spec["class"]](**params)
+    if spec.get("thresholds") is not None:
+        est.set_thresholds(spec["thresholds"])
     weights = directory / WEIGHTS_DIR
-    with _quiet():
+    with quiet():
         est.tokenizer_ = AutoTokenizer.from_pretrained(weights, local_files_only=True)
         est.model_, info = AutoModelForSequenceClassification.from_pretrained(
             weights, local_files_only=True, use_safetensors=True, output_loading_info=True)
@@ -441,3 +343,22 @@ def load_pretrained_dir(directory: str | Path):
     est.history_ = spec.get("history", [])
     est.n_train_, est.n_val_ = spec.get("n_train", 0), spec.get("n_val", 0)
     return est
+
+
+class TransformerConfig(StrictConfig):
+    family: Literal["transformer"] = "transformer"
+    model_name_or_path: str = "camembert-base"
+    max_length: int = Field(256, gt=8)
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(16, gt=0)
+    learning_rate: float = Field(3e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+# Nothing of this family goes through skops: weights are safetensors, the rest JSON.
+FAMILY = Family("transformer", TransformerConfig, TransformerTopic, TransformerStance,
+                requirements=lambda section: requirements(), format="transformers",
+                save=_TransformerClassifier.save_pretrained_dir, load=load_pretrained_dir)
