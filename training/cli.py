@@ -54,7 +54,7 @@ def _print_table(path: str) -> None:
 
 
 def _cmd_score(args) -> int:
-    from training.score import score
+    from training.scoring.batch import score
 
     summary = score(args.input, args.output, args.model, chunk_size=args.chunk_size, workers=args.workers,
                     resume=args.resume, engine=args.engine, max_chars=args.max_chars, overwrite=args.overwrite)
@@ -291,7 +291,7 @@ def _run(args) -> int:
     from training.data import DataError
     from training.modelref import ModelError
     from training.orangesum import AssetError
-    from training.score import InputError, Interrupted, ScoringError
+    from training.scoring.errors import InputError, Interrupted, ScoringError
     from training.suggest import SuggestError
     from training.tracking import TrackingError
 
