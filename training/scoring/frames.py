@@ -8,7 +8,7 @@ import json
 from typing import NamedTuple
 
 from training.scoring.errors import ScoringError
-from training.scoring.schema import output_schema, plain_values
+from training.scoring.schema import OutputSchema
 
 
 class Scored(NamedTuple):
@@ -55,8 +55,8 @@ def finish_frame(out, payload: tuple, model_name: str, model_version: str):
     out["error"] = merged
     out["model_name"] = model_name
     out["model_version"] = model_version
-    columns = list(out.columns)
-    return columns, plain_values(columns, out)
+    schema = OutputSchema.of(out.columns)
+    return schema.columns, schema.plain(out)
 
 
 def jsonl_bytes(columns: list[str], values: dict[str, list]) -> bytes:
@@ -75,5 +75,5 @@ def encode(columns, values, fmt: str):
         return jsonl_bytes(columns, values), n, n_errors, columns
     import pyarrow as pa
 
-    schema = output_schema(columns)
+    schema = OutputSchema.of(columns).arrow()
     return pa.table([pa.array(values[c], type=schema.field(c).type) for c in columns], schema=schema), n, n_errors, columns

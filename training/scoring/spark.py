@@ -20,7 +20,7 @@ from training.bundle import MAX_ARTICLE_CHARS
 from training.scoring.errors import InputError, ScoringError
 from training.scoring.frames import Scored, encode, finish_frame, model_input
 from training.scoring.model import WorkerSpec
-from training.scoring.schema import output_schema
+from training.scoring.schema import DOUBLE, OutputSchema
 
 ROW = "_tpc_row"
 
@@ -84,15 +84,7 @@ def model_columns(model_uri: str) -> list[str]:
 
 def result_type(columns: list[str]):
     """Spark struct matching the output schema (the same column types as the Parquet output)."""
-    from pyspark.sql import types as T
-
-    simple = {"string": T.StringType(), "int64": T.LongType(), "bool": T.BooleanType(), "double": T.DoubleType()}
-    fields = []
-    for f in output_schema(columns):
-        kind = str(f.type)
-        spark_type = T.ArrayType(T.StringType()) if kind.startswith("list") else simple[kind]
-        fields.append(T.StructField(f.name, spark_type, True))
-    return T.StructType(fields)
+    return OutputSchema.of(columns).spark()
 
 
 def _udf(spark, model_uri: str, columns: list[str], max_chars: int):
@@ -123,7 +115,8 @@ def _apply(df, udf, columns: list[str]):
     scored = df.withColumn("_out", udf(F.struct(F.coalesce(F.col("text").cast("string"), F.lit("")).alias("text"),
                                                 F.coalesce(id_col, F.lit("")).alias("id"))))
     keep = [c for c in df.columns if c == ROW]
-    return scored.select(*keep, *[_restore_nulls(c, columns) for c in columns])
+    schema = OutputSchema.of(columns)
+    return scored.select(*keep, *[_restore_nulls(c, schema) for c in columns])
 
 
 def score_dataframe(spark, df, model_uri: str, model_name: str = "", model_version: str = "",
@@ -137,7 +130,7 @@ def score_dataframe(spark, df, model_uri: str, model_name: str = "", model_versi
                          F.lit(model_version).alias("model_version"))
 
 
-def _restore_nulls(c: str, columns: list[str]):
+def _restore_nulls(c: str, schema: OutputSchema):
     """spark_udf casts a string column holding some None to str ("None"/"nan") and a float one to NaN. Put the
     nulls back from what the schema guarantees: an error row has no passages and a scored row has some; stance and
     evidence exist exactly for decided topics of a scored row; a date or title is never "nan"/"None" (a title has
@@ -145,12 +138,11 @@ def _restore_nulls(c: str, columns: list[str]):
     from pyspark.sql import functions as F
 
     value, n = F.col("_out")[c], F.col("_out")["n_passages"]
-    kind = str(output_schema(columns).field(c).type)
-    if kind == "double":
+    if schema.kinds[c] == DOUBLE:
         return F.when(F.isnan(value), F.lit(None)).otherwise(value).alias(c)
     if c == "error":
         return F.when(n > 0, F.lit(None).cast("string")).otherwise(value).alias(c)
-    if c.endswith(("_stance", "_evidence")) and c.rsplit("_", 1)[0] in columns:
+    if c.endswith(("_stance", "_evidence")) and c.rsplit("_", 1)[0] in schema.labels:
         decided = F.col("_out")[c.rsplit("_", 1)[0]] & (n > 0)
         return F.when(decided, value).otherwise(F.lit(None).cast("string")).alias(c)
     if c in ("title", "date"):
