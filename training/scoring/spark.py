@@ -1,9 +1,9 @@
 """Scoring with Spark (`tpc score --engine spark`, extra `spark`): the same pyfunc through `mlflow.pyfunc.spark_udf`.
 
 `score_dataframe` is the piece for data that lives on a cluster (Spark DataFrame in, Spark DataFrame out, write it
-with Spark). `scored_chunks` is the command line's engine: the input is read by the local engine's reader (the same
-chunks, ids, row errors and locations), each chunk is scored by `spark_udf` in Spark's Python workers, and the rows
-go through the same output path, so both engines write the same rows and `--resume` works for both.
+with Spark). `scored_chunks` is the command line's engine: the input is read by `readers`, as for the local engine
+(the same chunks, ids, row errors and locations), each chunk is scored by `spark_udf` in Spark's Python workers, and
+the rows go through the same `frames` and `sink`, so both engines write the same rows and `--resume` works for both.
 """
 
 from __future__ import annotations
