@@ -34,11 +34,9 @@ def pyfunc_peer(input_path: str, output_path: str, model_uri: str) -> dict:
 
 def spark_result_type(labels) -> str:
     """The model's output row as a Spark DDL struct (same columns as training.bundle.output_columns)."""
-    fields = ["id string", "title string", "date string", "n_passages bigint", "topics array<string>"]
-    for t in labels:
-        fields += [f"{t}_prob double", f"{t} boolean", f"{t}_stance string", f"{t}_favor double",
-                   f"{t}_against double", f"{t}_none double", f"{t}_evidence string"]
-    return "struct<" + ", ".join(f.replace(" ", ":", 1) for f in fields + ["truncated boolean", "error string"]) + ">"
+    from training.scoring.schema import OutputSchema
+
+    return OutputSchema(labels).ddl()
 
 
 def spark_peer(input_path: str, output_dir: str, model_uri: str, master: str = "local[2]") -> dict:

@@ -90,22 +90,22 @@ def test_resume_truncates_bytes_written_after_the_last_commit(big_input, tmp_pat
 
 def _identity_of(src: Path, tmp_path: Path) -> dict:
     """The identity a real run records, captured by interrupting one after its first commit."""
-    import training.score as sc
+    from training.scoring.sink import Output
 
     captured = {}
-    original = sc._Output.write
+    original = Output.write
 
     def stop_after_first(self, *a, **k):
         original(self, *a, **k)
         captured.update(json.loads(self.sidecar.read_text())["identity"])
         raise KeyboardInterrupt
 
-    sc._Output.write = stop_after_first
+    Output.write = stop_after_first
     try:
         with pytest.raises(Interrupted, match="interrupted after 50 rows: rerun the same command with --resume"):
             score(src, tmp_path / "capture.jsonl", MODEL, chunk_size=50)
     finally:
-        sc._Output.write = original
+        Output.write = original
     return captured
 
 

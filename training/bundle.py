@@ -19,6 +19,7 @@ from training.aggregate import article_features
 from training.articles import Article, read_article
 from training.lexicon import _pattern, count_matrix, shared_counts
 from training.models.tfidf import shared_hashing
+from training.scoring.schema import OutputSchema
 
 MAX_ARTICLE_CHARS = 200_000  # longer text is cut there and flagged `truncated`
 # Articles per classifier call inside predict_frame: a DataFrame of 100,000 articles scored in one call would hold
@@ -29,10 +30,7 @@ PREDICT_BATCH = 500
 
 
 def output_columns(labels=TOPICS) -> list[str]:
-    cols = ["id", "title", "date", "n_passages", "topics"]
-    for t in labels:
-        cols += [f"{t}_prob", t, f"{t}_stance", f"{t}_favor", f"{t}_against", f"{t}_none", f"{t}_evidence"]
-    return cols + ["truncated", "error"]
+    return OutputSchema(labels).columns
 
 
 def rollup_stance(passage_stances: list[str]) -> str:

@@ -54,7 +54,7 @@ def _print_table(path: str) -> None:
 
 
 def _cmd_score(args) -> int:
-    from training.score import score
+    from training.scoring.batch import score
 
     summary = score(args.input, args.output, args.model, chunk_size=args.chunk_size, workers=args.workers,
                     resume=args.resume, engine=args.engine, max_chars=args.max_chars, overwrite=args.overwrite)
@@ -310,14 +310,14 @@ def _run(args) -> int:
     from mlflow.exceptions import MlflowException
 
     from training.errors import TPCError
-    from training.score import InputError, Interrupted, ScoringError
+    from training.scoring.errors import Interrupted
 
     try:
         return args.func(args)
     except Interrupted as exc:
         print(f"tpc: {exc}", file=sys.stderr)
         return 130
-    except (TPCError, InputError, ScoringError, FileNotFoundError) as exc:
+    except (TPCError, FileNotFoundError) as exc:
         if args.debug:
             raise
         print(f"tpc: error: {exc}", file=sys.stderr)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The modules a loaded model imports to predict (the rest of the package trains, logs and scores files).
-PREDICT_PATH = ("__init__.py", "bundle.py", "aggregate.py", "articles.py", "lexicon.py", "pyfunc.py", "models/*.py",
-                "encoders/*.py")
+PREDICT_PATH = ("__init__.py", "bundle.py", "aggregate.py", "articles.py", "errors.py", "lexicon.py", "pyfunc.py",
+                "models/*.py", "encoders/*.py", "scoring/__init__.py", "scoring/schema.py")
 
 
 def _digests(root: Path) -> dict[str, str]:
