@@ -57,7 +57,8 @@ def _cmd_score(args) -> int:
     from training.scoring.batch import score
 
     summary = score(args.input, args.output, args.model, chunk_size=args.chunk_size, workers=args.workers,
-                    resume=args.resume, engine=args.engine, max_chars=args.max_chars, overwrite=args.overwrite)
+                    resume=args.resume, engine=args.engine, max_chars=args.max_chars, overwrite=args.overwrite,
+                    allow_code_drift=args.allow_code_drift)
     print(json.dumps(summary), file=sys.stderr)
     if args.table:
         _print_table(args.output)
@@ -214,6 +215,9 @@ def _add_score(sub) -> None:
                    help="local (default): worker processes; spark: mlflow.pyfunc.spark_udf in a local[2] session")
     s.add_argument("--max-chars", type=int, default=200_000, metavar="CHARS",
                    help="longer articles are truncated and flagged (default 200000)")
+    s.add_argument("--allow-code-drift", action="store_true",
+                   help="score a model whose logged predict code differs from the installed package with the "
+                        "installed code (refused by default: its rows could differ from the validated ones)")
     s.add_argument("--table", action="store_true", help="print a short table of the results")
     s.set_defaults(func=_cmd_score)
 

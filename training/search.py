@@ -121,11 +121,12 @@ def _open_study(cfg: TrainConfig, dims: list[Dimension], storage: str, name: str
     return study, before
 
 
-def _run_trials(study, cfg: TrainConfig, raw: dict, dims, trials: int, jobs: int, spec: dict) -> tuple[list, list]:
-    """Run the trials here or in `jobs` processes; (failed trials of this call, completed trials of the study)."""
+def _run_trials(study, cfg: TrainConfig, raw: dict, dims, trials: int, jobs: int, spec: dict,
+                before: int) -> tuple[list, list]:
+    """Run the trials here or in `jobs` processes; (failed trials of this call, completed trials of the study).
+    `before`: the study's trials before this call, counted before trial 0 was enqueued (it is one of this call's)."""
     import optuna
 
-    before = len(study.trials)
     if jobs == 1:
         study.optimize(_objective(raw, dims, spec["study"], cfg.search.metric, _Data()), n_trials=trials,
                        catch=(Exception,))
@@ -164,7 +165,7 @@ def run_search(cfg: TrainConfig, trials: int | None = None, raw_config: dict | N
         spec = {"uri": uri, "experiment": cfg.experiment, "storage": storage, "study": name, "raw": raw,
                 "space": {d.key: search.space[d.key] for d in dims}, "metric": search.metric,
                 "seed": cfg.seed + before, "parent_run_id": parent.run_id}
-        failed, done = _run_trials(study, cfg, raw, dims, trials, jobs, spec)
+        failed, done = _run_trials(study, cfg, raw, dims, trials, jobs, spec, before)
         best = study.best_trial
         best_values = best.user_attrs["values"]
         best_raw = trial_raw(raw, best_values)

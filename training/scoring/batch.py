@@ -22,7 +22,7 @@ MAX_CHUNK_ROWS = 2000  # larger chunks sent to workers multiply peak memory (PIT
 
 def score(input_path, output_path, model_uri: str, chunk_size: int = 500, progress: bool | None = None,
           workers: int = 1, resume: bool = False, engine: str = "local", max_chars: int = MAX_ARTICLE_CHARS,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, allow_code_drift: bool = False) -> dict:
     """Score `input_path` into `output_path` (.jsonl or .parquet); returns a summary with rows and errors.
 
     `progress`: None shows a bar when stderr is a terminal and a line about every 10 s (TPC_PROGRESS_SECONDS)
@@ -34,7 +34,7 @@ def score(input_path, output_path, model_uri: str, chunk_size: int = 500, progre
     fmt = _check_input_output(input_path, output_path, resume, overwrite)
     out = None
     try:
-        with resolved(model_uri) as model:
+        with resolved(model_uri, allow_code_drift) as model:
             out = Output(output_path, fmt, {"input": input_fingerprint(input_path), **model.identity(),
                                             "chunk_size": chunk_size, "max_chars": max_chars, "format": fmt})
             skip = out.open(resume)

@@ -52,14 +52,45 @@ class ResolvedModel:
 
 
 @contextlib.contextmanager
-def resolved(model_uri: str) -> Iterator[ResolvedModel]:
-    """The model at `model_uri`, downloaded into a temporary folder that lasts as long as the block."""
+def resolved(model_uri: str, allow_code_drift: bool = False) -> Iterator[ResolvedModel]:
+    """The model at `model_uri`, downloaded into a temporary folder that lasts as long as the block. A model whose
+    logged predict code differs from the installed package is refused unless `allow_code_drift`."""
     check_path(model_uri, "--model")
     if needs_store(model_uri):
         use_store()  # an existing store only: scoring never creates an empty one
     name, version = resolve(model_uri, "--model")
     with tempfile.TemporaryDirectory(prefix="tpc-model-") as model_dir:
-        yield ResolvedModel(model_uri, name, version, download(model_uri, name, version, model_dir, "--model"))
+        model = ResolvedModel(model_uri, name, version, download(model_uri, name, version, model_dir, "--model"))
+        if not allow_code_drift:
+            check_code(model)
+        yield model
+
+
+def check_code(model: ResolvedModel) -> None:
+    """Refuse a model that the installed package would not score as it was logged (and validated)."""
+    from training.modelcode import code_drift
+
+    drift = code_drift(model.path)
+    if not drift:
+        return
+    what = f"version {model.version} of {model.name}" if model.name else model.uri
+    commit = _logged_commit(model.path)
+    raise ModelError(
+        f"--model {model.uri}: {what} was logged with other predict code than the installed package: "
+        f"{', '.join(drift[:6])}{' ...' if len(drift) > 6 else ''} differ, so its rows could differ from the ones it "
+        f"was validated with. Score it with its own code (`mlflow models serve -m {model.uri} --env-manager local`, "
+        f"or this package at {commit or 'the commit its run was logged at'}), or pass --allow-code-drift to score it "
+        "with the installed code.")
+
+
+def _logged_commit(local_model: str) -> str:
+    import mlflow
+
+    try:
+        run_id = mlflow.models.get_model_info(local_model).run_id
+        return mlflow.MlflowClient().get_run(run_id).data.tags.get("git_commit", "") if run_id else ""
+    except Exception:
+        return ""
 
 
 def _run_id(local_model: str) -> str:
