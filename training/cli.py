@@ -246,9 +246,13 @@ def _add_promote(sub) -> None:
     pr.set_defaults(func=_cmd_promote)
 
 
+def _group(sub, name: str, help_: str, dest: str):
+    """A command that only holds subcommands (`tpc data ...`, `tpc config ...`)."""
+    return sub.add_parser(name, help=help_).add_subparsers(dest=dest, required=True)
+
+
 def _add_data(sub) -> None:
-    d = sub.add_parser("data", help="data tools: the labelling queue, the OrangeSum import")
-    dsub = d.add_subparsers(dest="data_command", required=True)
+    dsub = _group(sub, "data", "data tools: the labelling queue, the OrangeSum import", "data_command")
     ds = dsub.add_parser("suggest", help="rank unlabelled articles of a `tpc score` output for labelling")
     ds.add_argument("scored", help="a `tpc score` output (.jsonl or .parquet) of unlabelled articles")
     ds.add_argument("-n", type=int, required=True, help="how many articles to queue")
@@ -269,8 +273,7 @@ def _add_data(sub) -> None:
 
 
 def _add_config(sub) -> None:
-    c = sub.add_parser("config", help="config tools")
-    csub = c.add_subparsers(dest="config_command", required=True)
+    csub = _group(sub, "config", "config tools", "config_command")
     cs = csub.add_parser("show", help="print the fully resolved config")
     cs.add_argument("config", help="YAML config, e.g. configs/default.yaml")
     cs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)

@@ -165,18 +165,23 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, yaml.safe_load(value) if value.strip() else None
 
 
+def set_dotted(node: dict, parts: list[str], value, where: str) -> None:
+    """Set `value` at the dotted path `parts` of a raw config, creating missing sections; `where` names the
+    setting in the error when a part of the path is a value."""
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            node[part] = {}
+        if not isinstance(node[part], dict):
+            raise ConfigError(f"{where}: {part!r} is a value, not a section")
+        node = node[part]
+    node[parts[-1]] = value
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     raw = copy.deepcopy(raw)
     for item in overrides:
         parts, value = parse_override(item)
-        node = raw
-        for part in parts[:-1]:
-            if node.get(part) is None:
-                node[part] = {}
-            if not isinstance(node[part], dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
-            node = node[part]
-        node[parts[-1]] = value
+        set_dotted(raw, parts, value, f"--set {item!r}")
     return raw
 
 

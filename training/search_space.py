@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from training.config import FAMILY_TAGS, ConfigError, TrainConfig, _section_class
+from training.config import FAMILY_TAGS, ConfigError, TrainConfig, _section_class, set_dotted
 
 KINDS = ("float", "log", "int", "int_log")
 SYNTAX = ('[low, high], [low, high, "float"|"log"|"int"|"int_log"] or [[choice, ...], "categorical"]')
@@ -85,15 +85,7 @@ def parse_space(space: dict[str, list]) -> list[Dimension]:
 def set_key(raw: dict, key: str, value: Any) -> dict:
     """A copy of the raw config with dotted `key` set (as `--set key=value` would)."""
     out = copy.deepcopy(raw)
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if node.get(part) is None:
-            node[part] = {}
-        if not isinstance(node[part], dict):
-            raise ConfigError(f"search.space.{key}: {part!r} is a value, not a section")
-        node = node[part]
-    node[parts[-1]] = copy.deepcopy(value)
+    set_dotted(out, key.split("."), copy.deepcopy(value), f"search.space.{key}")
     return out
 
 
