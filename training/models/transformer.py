@@ -167,23 +167,9 @@ class _TransformerClassifier:
 
         self.history_, step = [], 0
         for epoch in range(1, math.ceil(total_steps / steps_per_epoch) + 1):
-            t0, losses = time.perf_counter(), []
-            self.model_.train()
-            order = rng.permutation(train_idx)
-            for start in range(0, len(order), self.batch_size):
-                if step >= total_steps:
-                    break
-                idx = order[start:start + self.batch_size]
-                batch = self._collate([rows[i] for i in idx], device)
-                batch["labels"] = torch.as_tensor(targets[idx], dtype=label_dtype, device=device)
-                loss = self.model_(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(float(loss.detach()))
-                step += 1
+            t0 = time.perf_counter()
+            losses, step = self._epoch(rows, targets, rng.permutation(train_idx), device, (optimizer, scheduler),
+                                       step, total_steps, label_dtype)
             metrics = {"train_loss": float(np.mean(losses)), "seconds": time.perf_counter() - t0}
             if len(val_idx):
                 logits = self._forward_logits([rows[i] for i in val_idx], device, self._predict_batch())
@@ -194,6 +180,29 @@ class _TransformerClassifier:
         self.model_.eval()
         self.n_train_, self.n_val_ = int(len(train_idx)), int(len(val_idx))
         return self
+
+    def _epoch(self, rows, targets, order, device, schedule, step: int, total_steps: int, label_dtype):
+        """One pass over `order` in batches, stopping at `total_steps`; (the batch losses, the step reached)."""
+        import torch
+
+        optimizer, scheduler = schedule
+        losses = []
+        self.model_.train()
+        for start in range(0, len(order), self.batch_size):
+            if step >= total_steps:
+                break
+            idx = order[start:start + self.batch_size]
+            batch = self._collate([rows[i] for i in idx], device)
+            batch["labels"] = torch.as_tensor(targets[idx], dtype=label_dtype, device=device)
+            loss = self.model_(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            step += 1
+        return losses, step
 
     def _predict_batch(self) -> int:
         return max(2 * self.batch_size, 32)  # no gradients kept at inference: larger batches fit
