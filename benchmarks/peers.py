@@ -56,6 +56,10 @@ def spark_peer(input_path: str, output_dir: str, model_uri: str, master: str = "
 
     from training import TOPICS
 
+    import os
+
+    # Spark's Python workers: this interpreter (with pandas, mlflow, the model's code), not the first python3 on PATH
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     t0 = time.perf_counter()
     spark = (SparkSession.builder.master(master).appName("tpc-bench-spark-peer")
              .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
