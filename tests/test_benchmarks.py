@@ -145,8 +145,9 @@ def test_scoring_agreement_compares_decisions_of_champion_and_full_model(tmp_pat
     def write(name, rows):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    write("tpc-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "favor"}, {"id": "2", "topics": []}])
-    write("full-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "none"}, {"id": "2", "topics": []}])
+    none = {"id": "2", "topics": []}
+    write("tpc-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "favor"}, none])
+    write("full-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "none"}, none])
     a = scoring.agreement(tmp_path, [2])
     assert a["fast_path_vs_best_model"] == 1.0 and a["champion_vs_full_model"] == 0.5
     assert a["champion_vs_full_model_topics"] == 1.0 and "IS the champion" in a["text"]
