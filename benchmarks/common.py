@@ -25,9 +25,13 @@ DEFAULT_WORKDIR = Path(os.environ.get("TPC_BENCH_DIR", "/tmp/tpc-bench"))
 # What decides the champion: the data and config it is trained from, and the modules the pyfunc runs at predict
 # time (a scorer whose workers import the working tree needs a model trained by the same code). Other modules
 # (cli, score, train, ...) may change without a retrain; --retrain forces one.
-MODEL_INPUTS = ["configs/default.yaml", "configs/lexicon.yaml", "data", "seeds", "training/__init__.py",
-                "training/bundle.py", "training/pyfunc.py", "training/aggregate.py", "training/articles.py",
-                "training/lexicon.py", "training/models"]
+MODEL_INPUTS = ["configs/default.yaml", "configs/embedding.yaml", "configs/lexicon.yaml", "data", "seeds",
+                "training/__init__.py", "training/bundle.py", "training/pyfunc.py", "training/aggregate.py",
+                "training/articles.py", "training/lexicon.py", "training/models", "training/encoders"]
+# The shared data directory (OrangeSum): a scratch project under /tmp has no ../shared/data of its own.
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+# Where `tpc train` keeps its embedding cache (model.cache_dir, relative to the project it runs in).
+EMBEDDING_CACHE = ".cache/embeddings"
 
 
 # -- the scratch project ------------------------------------------------------------------------------------
@@ -45,6 +49,8 @@ def copy_project(dst: Path) -> Path:
 def store_env(project: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
+    if not env.get("TPC_DATA_DIR") and SHARED_DATA.is_dir():
+        env["TPC_DATA_DIR"] = str(SHARED_DATA)  # the real labelled articles' text (data.real)
     env.setdefault("PYTHONWARNINGS", "ignore")
     return env
 
@@ -83,10 +89,14 @@ class Champion:
 
 
 def ensure_champion(workdir: Path, retrain: bool = False, log=print, overrides: list[str] = (),
-                    reuse_latest: bool = False) -> Champion:
-    """Train `configs/default.yaml` (with `--set` overrides) once into <workdir>/cache/<digest>/ and reuse it while
-    the training inputs are unchanged."""
-    key = inputs_digest(extra=list(overrides))
+                    reuse_latest: bool = False, config: str = "configs/default.yaml",
+                    warm_cache: Path | None = None) -> Champion:
+    """Train `config` (default `configs/default.yaml`, with `--set` overrides) once into <workdir>/cache/<digest>/
+    and reuse it while the training inputs are unchanged. `warm_cache`: an embedding cache directory copied into
+    the project's model.cache_dir before training (read, never written) and removed after it, so that scoring
+    later starts from an empty cache."""
+    extra = list(overrides) if config == "configs/default.yaml" else [config, *overrides]
+    key = inputs_digest(extra=extra)
     project = Path(workdir) / "cache" / key
     marker = project / "champion.json"
     if reuse_latest and not retrain and not marker.exists():
@@ -100,12 +110,15 @@ def ensure_champion(workdir: Path, retrain: bool = False, log=print, overrides: 
     if retrain or not marker.exists():
         shutil.rmtree(project, ignore_errors=True)
         copy_project(project)
-        log(f"training the default pipeline into {project} (cached for later runs) ...")
+        if warm_cache is not None and Path(warm_cache).is_dir():
+            shutil.copytree(warm_cache, project / EMBEDDING_CACHE)
+        log(f"training {config} into {project} (cached for later runs) ...")
         t0 = time.perf_counter()
-        cmd = [*tpc_command(), "train", "configs/default.yaml"] + [a for o in overrides for a in ("--set", o)]
+        cmd = [*tpc_command(), "train", config] + [a for o in overrides for a in ("--set", o)]
         proc = subprocess.run(cmd, cwd=project, env=env,
                               capture_output=True, text=True)
         train_seconds = time.perf_counter() - t0
+        shutil.rmtree(project / EMBEDDING_CACHE, ignore_errors=True)
         if proc.returncode != 0:
             raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         version, local_dir = _resolve_champion(project, env)
@@ -187,6 +200,37 @@ def cached_articles(workdir: Path, n: int, seed: int = 0) -> Path:
         tmp = path.with_suffix(".partial")
         write_articles(tmp, n, seed)
         tmp.replace(path)
+    return path
+
+
+ORANGESUM_SECTIONS = ("Monde", "Politique", "France", "News")
+
+
+def orangesum_articles(workdir: Path, n: int, sections=ORANGESUM_SECTIONS) -> Path:
+    """The first n OrangeSum articles (file order) of `sections`, as JSONL {"id", "text"} with the text a scorer
+    is given (training.orangesum.article_text: the title line, then the body). Read from TPC_DATA_DIR or the
+    shared data directory, checksum verified."""
+    from training import orangesum
+
+    tag = hashlib.sha256(",".join(sections).encode()).hexdigest()[:8]
+    path = Path(workdir) / "articles" / f"orangesum-{n}-{tag}.jsonl"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    configured = os.environ.get("TPC_DATA_DIR") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else None)
+    wanted, k = set(sections), 0
+    tmp = path.with_suffix(".partial")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in orangesum.iter_rows(configured):
+            if row.get("section") in wanted:
+                fh.write(json.dumps({"id": row["id"], "text": orangesum.article_text(row)}, ensure_ascii=False) + "\n")
+                k += 1
+                if k == n:
+                    break
+    if k < n:
+        tmp.unlink()
+        raise ValueError(f"OrangeSum has only {k} articles in sections {list(sections)}, asked for {n}")
+    tmp.replace(path)
     return path
 
 

@@ -122,3 +122,32 @@ def test_scoring_runs_every_method_reports_failures_and_checkpoints(tmp_path):
     methods = scoring.summarize(results, 5)
     r = scoring.ratios(methods)["tpc-w1"]
     assert r["vs_floor"] > 0 and r["beats_every_peer"] is None  # a failed peer is not a peer beaten
+
+
+def test_sklearn_peer_scores_every_row_in_order_with_two_processes(tmp_path):
+    import joblib
+
+    texts = ["la Turquie vend des drones", "sanctions contre Ankara", "match de football", "météo du jour"] * 3
+    model = peers.sklearn_peer_pipeline().fit(texts, [[1, 0], [0, 1], [0, 0], [0, 0]] * 3)
+    model.topics_ = ["arms_trade", "sanctions"]
+    joblib.dump(model, tmp_path / "peer.joblib")
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"a{i}", "text": t}) + "\n" for i, t in enumerate(texts[:7])))
+    summary = peers.sklearn_peer(str(src), str(tmp_path / "out.jsonl"), str(tmp_path / "peer.joblib"), processes=2)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert summary["rows"] == 7 and [r["id"] for r in rows] == [f"a{i}" for i in range(7)]
+    assert rows[0]["topics"] == ["arms_trade"] and rows[2]["topics"] == []
+
+
+def test_scoring_agreement_compares_decisions_of_champion_and_full_model(tmp_path):
+    from benchmarks import scoring
+
+    def write(name, rows):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    none = {"id": "2", "topics": []}
+    write("tpc-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "favor"}, none])
+    write("full-w2.jsonl", [{"id": "1", "topics": ["sanctions"], "sanctions_stance": "none"}, none])
+    a = scoring.agreement(tmp_path, [2])
+    assert a["fast_path_vs_best_model"] == 1.0 and a["champion_vs_full_model"] == 0.5
+    assert a["champion_vs_full_model_topics"] == 1.0 and "IS the champion" in a["text"]

