@@ -62,6 +62,13 @@ def test_registered_with_aliases_signature_and_export(trained):
     assert str(champ.version) == str(cand.version) == str(trained["result"]["registered_version"])
     info = mlflow.models.get_model_info("models:/turkey-policy@champion")
     assert [c["name"] for c in info.signature.inputs.to_dict()] == ["text", "id"]
+    outputs = {c["name"]: c for c in info.signature.outputs.to_dict()}
+    assert list(outputs) == output_columns()  # every column, in the order rows have them, each with its own type
+    assert {c["type"] for c in outputs.values()} == {"string", "long", "boolean", "double", "array"}
+    for t in TOPICS:  # every topic typed alike: no `any`, no stance required for one topic and not another
+        assert (outputs[t]["type"], outputs[t]["required"]) == ("boolean", True)
+        assert (outputs[f"{t}_stance"]["type"], outputs[f"{t}_stance"]["required"]) == ("string", False)
+        assert (outputs[f"{t}_prob"]["type"], outputs[f"{t}_favor"]["type"]) == ("double", "double")
     assert "promotion.decision" in champ.tags
     exported = trained["dir"] / "models" / "turkey-policy"
     model = mlflow.pyfunc.load_model(str(exported))

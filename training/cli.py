@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from training import MODEL_NAME, TOPICS
+from training import MODEL_NAME
 
 DEFAULT_MODEL = f"models:/{MODEL_NAME}@champion"
 SET_HELP = ("override a config key (dotted; the value is YAML), e.g. --set splits.n_folds=3; repeatable; after the "
@@ -46,10 +46,13 @@ def _cmd_train(args) -> int:
 def _print_table(path: str) -> None:
     import pandas as pd
 
+    from training.scoring.schema import OutputSchema
+
     df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_json(path, lines=True, dtype={"id": str})
+    labels = OutputSchema.of(df.columns).labels  # the scoring model's topics, whatever they are
     print(f"{'id':28} {'topics (stance)':60} error")
     for _, r in df.iterrows():
-        topics = ", ".join(f"{t} ({r[f'{t}_stance']})" for t in TOPICS if bool(r[t]))
+        topics = ", ".join(f"{t} ({r[f'{t}_stance']})" for t in labels if bool(r[t]))
         print(f"{str(r['id'])[:28]:28} {topics or '-':60} {r['error'] if isinstance(r['error'], str) else ''}")
 
 
@@ -70,7 +73,7 @@ def _cmd_evaluate(args) -> int:
 
     from training.data import load_files
     from training.evaluate import evaluate_report
-    from training.modelref import check_path, load, needs_store, use_store
+    from training.modelref import check_path, labels_of, load, needs_store, use_store
 
     if not args.data and not args.real:
         print("tpc: error: give labelled DATA files, --real dev|test, or both", file=sys.stderr)
@@ -86,15 +89,16 @@ def _cmd_evaluate(args) -> int:
 
         arts = load_real(args.real_labels, args.data_dir, splits=tuple(args.real))
     model = load(args.model_uri, "MODEL_URI")
+    labels = labels_of(model)
     metrics: dict = {}
     if arts is not None:
         from training.real_eval import real_metrics
 
         for split in args.real:
-            metrics.update(real_metrics(model.predict, [a for a in arts if a.split == split], f"real_{split}", TOPICS))
+            metrics.update(real_metrics(model.predict, [a for a in arts if a.split == split], f"real_{split}", labels))
     if corpus is not None:
         out = args.out or f"reports/{datetime.datetime.now():%Y%m%d-%H%M%S}"
-        more, paths = evaluate_report(model, corpus, TOPICS, out, name=args.name,
+        more, paths = evaluate_report(model, corpus, labels, out, name=args.name,
                                       extra={"model": args.model_uri, "data": ", ".join(corpus.files)})
         metrics.update(more)
         print(f"report: {out} ({len(paths)} files: {', '.join(p.name for p in paths)})", file=sys.stderr)

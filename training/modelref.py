@@ -137,3 +137,14 @@ def load(model_uri: str, what: str = "--model"):
     except Exception as exc:
         raise ModelError(f"{what} {model_uri}: cannot load the model ({type(exc).__name__}: {_why(exc)}); "
                          f"{FORMS}.") from None
+
+
+def labels_of(model) -> tuple[str, ...]:
+    """The topics a loaded pyfunc model scores, read from its output signature (a model trained on other labels
+    is measured and shown on its own labels, not on the package's default ones)."""
+    from training.scoring.schema import OutputSchema
+
+    outputs = model.metadata.get_output_schema()
+    if outputs is None:
+        raise ModelError("the model has no output signature: score with a model logged by this project")
+    return OutputSchema.of(outputs.input_names()).labels

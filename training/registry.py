@@ -10,7 +10,6 @@ import os
 import socket
 from dataclasses import dataclass
 
-from training import TOPICS
 from training.registry_locks import (LOCK_SUFFIX, LOCK_WAIT_S, PromotionError, alias_version,  # noqa: F401
                                      promotion_lock, registry_lock)
 
@@ -41,16 +40,17 @@ class EvalSet:
     n: int
 
     def metrics(self, model_uri: str) -> dict:
-        from training.modelref import load
+        from training.modelref import labels_of, load
 
         model = load(model_uri, "model")
+        labels = labels_of(model)
         if self.name.startswith("real:"):
             from training.real_eval import real_metrics
 
-            return real_metrics(model.predict, self.data, f"real_{self.name[5:]}", TOPICS)
+            return real_metrics(model.predict, self.data, f"real_{self.name[5:]}", labels)
         from training.evaluate import evaluate_model
 
-        return evaluate_model(model, self.data, TOPICS, prefix="frozen")
+        return evaluate_model(model, self.data, labels, prefix="frozen")
 
 
 def eval_set(eval_data: str, real_labels: str | None = None, data_dir: str | None = None) -> EvalSet:

@@ -153,14 +153,17 @@ def log_dataset(corpus, name: str, context: str) -> None:
 
 
 def log_pyfunc(bundle_dir: str | Path, input_example, output_example, extra_requirements=None):
-    """Log the bundle as a models-from-code pyfunc (no pickled Python object) with a signature."""
+    """Log the bundle as a models-from-code pyfunc (no pickled Python object) with a signature whose outputs are
+    the model's `OutputSchema` (typed per column, not inferred from one example row)."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    out_sig = mlflow.models.infer_signature(output_example).inputs
+    from training.scoring.schema import OutputSchema
+
+    outputs = OutputSchema.of(output_example.columns)
     signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text"), ColSpec("string", "id", required=False)]), outputs=out_sig,
+        inputs=Schema([ColSpec("string", "text"), ColSpec("string", "id", required=False)]), outputs=outputs.mlflow(),
         params=ParamSchema([ParamSpec("max_chars", "long", 200_000)]),
     )
     return mlflow.pyfunc.log_model(

@@ -64,6 +64,15 @@ class OutputSchema:
                  STRINGS: T.ArrayType(T.StringType())}
         return T.StructType([T.StructField(c, types[k], True) for c, k in self.kinds.items()])
 
+    def mlflow(self):
+        """The model's output signature: every column typed; the ones a row may leave empty (`None`) optional."""
+        from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+        types = {STRING: DataType.string, LONG: DataType.long, BOOLEAN: DataType.boolean, DOUBLE: DataType.double,
+                 STRINGS: Array(DataType.string)}
+        always = {"id", "n_passages", "topics", "truncated", *self.labels}
+        return Schema([ColSpec(types[k], c, required=c in always) for c, k in self.kinds.items()])
+
     def ddl(self) -> str:
         """The row as a Spark DDL struct, for `mlflow.pyfunc.spark_udf(result_type=...)` without pyspark imported."""
         return "struct<" + ", ".join(f"{c}:{k}" for c, k in self.kinds.items()) + ">"
