@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from test_server import server  # noqa: F401  (a fixture: `mlflow server` on a loopback port, as in test_server.py)
-from training import concurrency, registry
+from training import concurrency, registry, registry_locks
 from training.cli import main as tpc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -384,7 +384,7 @@ def test_the_gate_compares_again_when_the_champion_moves_meanwhile(in_store, mon
 def test_a_held_promotion_lock_fails_promote_with_the_holder_and_the_command(in_store, monkeypatch, capsys):
     client = MlflowClient()
     version = register_again(client, in_store["result"])
-    monkeypatch.setattr(registry, "LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr(registry_locks, "LOCK_WAIT_S", 0.5)  # where promotion_lock reads it
     db = concurrency.sqlite_path(in_store["uri"])
     before = client.get_model_version(NAME, version).tags
     with concurrency.file_lock(concurrency.lock_path(db, f"promote-{NAME}"), 5, "this test"):
