@@ -2,7 +2,7 @@
 
     python -m benchmarks.training_cost --repeats 3 --scales 1,4,16 --scale-repeats 1
 
-Every run is `tpc train configs/default.yaml` (both classifiers, 5-fold grouped cross-validation, seed
+Every run is `tpc train configs/default.yaml` (both classifiers, grouped cross-validation, seed and real
 evaluation, final fit, report, MLflow logging, registration, promotion gate, export) in a fresh scratch project
 with a fresh SQLite store. `--set KEY=VALUE` passes overrides to every run (e.g. a cheaper config).
 

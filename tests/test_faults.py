@@ -73,7 +73,7 @@ def no_fitting(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("fitting started although the tracking server is not usable")
 
-    for name in ("oof_topic", "oof_stance", "fit_bundle"):
+    for name in ("oof_topic", "oof_stance", "submit_models", "fit_bundle"):
         monkeypatch.setattr(train_module, name, forbidden)
     monkeypatch.setattr(train_module, "load_files", forbidden)
 

@@ -109,6 +109,32 @@ def test_groups_merge_transitively():
     assert groups[0] == groups[1] == groups[3] != groups[2]
 
 
+def test_near_duplicate_pairs_are_those_of_datasketchs_lsh_index():
+    """The banded comparison finds exactly the pairs that inserting each passage into a MinHashLSH and querying it
+    finds (then verified), on passages with copies, chains of edits and shared boilerplate."""
+    from datasketch import MinHash, MinHashLSH
+
+    from training.splits import _shingles
+
+    corpus, _ = synthetic_corpus(n_events=200, seed=3)
+    rng = random.Random(5)
+    texts = corpus.texts + [wire_copy(rng, wire_copy(rng, t)) for t in corpus.texts[:40]] + ["", "", "un mot"]
+    lsh, shingles, expected = MinHashLSH(threshold=0.5, num_perm=128), [_shingles(t) for t in texts], set()
+    for i, sh in enumerate(shingles):
+        m = MinHash(num_perm=128, seed=1)
+        m.update_batch([s.encode("utf-8") for s in sh])
+        expected |= {(j, i) for j in lsh.query(m) if len(sh & shingles[j]) / max(1, len(sh | shingles[j])) >= 0.5}
+        lsh.insert(i, m)
+    found = near_duplicate_pairs(texts, 0.5)
+    assert found == sorted(expected) and len(found) > 40
+
+
+def test_group_ids_are_numbered_by_first_passage_whatever_the_merge_order():
+    texts = ["x y z w v u t s r q", "a b c d e f g h i j", "p q r s t u v w x y", "a b c d e f g h i k"]
+    assert leak_free_groups(texts, ["e1", "e2", "e3", "e4"], 0.5).tolist() == [0, 1, 2, 1]
+    assert leak_free_groups(texts, ["e1", "e2", "e1", "e4"], 0.5).tolist() == [0, 1, 0, 1]
+
+
 def test_written_corpus_folds_keep_events_apart_and_labels_balanced():
     cfg = load_config(REPO / "configs" / "default.yaml")
     corpus = load_files(cfg.data.train, root=REPO)

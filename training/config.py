@@ -110,6 +110,8 @@ class TrainConfig(_Strict):
     seed: int = 13
     tracking_uri: str | None = None
     experiment: str = MODEL_NAME
+    # Processes for the run's model fits (training.fits): 0 one per available core, 1 all in the tpc process.
+    fit_jobs: int = Field(0, ge=0)
     data: DataConfig = DataConfig()
     splits: SplitsConfig = SplitsConfig()
     model: ModelConfig = FAMILY_TAGS["tfidf_linear"]()

@@ -20,6 +20,7 @@ from training.bundle import Bundle
 from training.config import TrainConfig, stance_model_config
 from training.data import Corpus, load_files, load_seed_gold
 from training.evaluate import choose_thresholds, stance_metrics, topic_metrics
+from training.fits import SERIAL, FitJob, FitPool, parallel_family
 from training.lexicon import load_lexicon
 from training.progress import stage
 from training.splits import make_folds
@@ -85,47 +86,59 @@ def load_inputs(cfg: TrainConfig, with_folds: bool = True) -> Inputs:
         elif not cfg.data.train_on_real:
             real["train"] = []
     inputs = Inputs(train, seeds, real, load_lexicon(cfg.lexicon.path), labels)
-    if with_folds:
-        stage(f"splitting {len(train)} training passages into {cfg.splits.n_folds} folds")
-        inputs.folds = make_folds(train, cfg.splits, cfg.seed, labels)
+    return split(cfg, inputs) if with_folds else inputs
+
+
+def split(cfg: TrainConfig, inputs: Inputs) -> Inputs:
+    stage(f"splitting {len(inputs.train)} training passages into {cfg.splits.n_folds} folds")
+    inputs.folds = make_folds(inputs.train, cfg.splits, cfg.seed, inputs.labels)
     return inputs
 
 
-def oof_topic(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels) -> np.ndarray:
+def fit_pool(cfg: TrainConfig) -> FitPool:
+    """Where this run's fits run: `cfg.fit_jobs` processes when its families allow it, else this process."""
+    return FitPool(cfg.fit_jobs if parallel_family(cfg.model, stance_model_config(cfg)) else 1)
+
+
+def _collect(name: str, pending, tests, out: np.ndarray) -> np.ndarray:
+    for k, (job, test) in enumerate(zip(pending, tests), 1):
+        stage(f"cross-validation: {name} fold {k}/{len(tests)}")
+        out[test] = job.result()
+    return out
+
+
+def oof_topic(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels, pool: FitPool = SERIAL):
+    """Submits each fold's topic fit; returns the function that waits for them and gives the out-of-fold scores."""
     Y = corpus.topic_matrix(labels)
-    P = np.zeros(Y.shape)
     texts = corpus.texts  # a property that builds the list: once, not once per passage
-    for k, (train_idx, test_idx) in enumerate(folds, 1):
-        stage(f"cross-validation: topic fold {k}/{len(folds)}")
-        est = families.build("topic", cfg.model, lexicon, cfg.seed, labels)
-        est.fit([texts[i] for i in train_idx], Y[train_idx])
-        P[test_idx] = est.predict_proba([texts[i] for i in test_idx])
-    return P
+    pending = [pool.submit(FitJob("topic", cfg.model, lexicon, cfg.seed, labels, [texts[i] for i in tr], Y[tr],
+                                  [texts[i] for i in te])) for tr, te in folds]
+    return lambda: _collect("topic", pending, [te for _, te in folds], np.zeros(Y.shape))
 
 
-def oof_stance(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels) -> StanceOOF:
+def oof_stance(cfg: TrainConfig, corpus: Corpus, folds, lexicon, labels, pool: FitPool = SERIAL):
+    """Submits each fold's stance fit (a passage's pairs follow it); returns the function that gives a StanceOOF."""
     texts, topics, stances, owner = corpus.stance_pairs()
     X, y, owner = np.array([texts, topics], dtype=object).T.reshape(-1, 2), np.asarray(stances), np.asarray(owner)
-    proba = np.zeros((len(y), len(STANCES)))
-    for k, (train_idx, test_idx) in enumerate(folds, 1):
-        stage(f"cross-validation: stance fold {k}/{len(folds)}")
-        tr, te = np.isin(owner, train_idx), np.isin(owner, test_idx)
-        est = families.build("stance", stance_model_config(cfg), lexicon, cfg.seed, labels)
-        est.fit(X[tr], y[tr])
-        proba[te] = est.predict_proba(X[te])
-    return StanceOOF(texts, topics, stances, proba)
+    masks = [(np.isin(owner, tr), np.isin(owner, te)) for tr, te in folds]
+    pending = [pool.submit(FitJob("stance", stance_model_config(cfg), lexicon, cfg.seed, labels, X[tr], y[tr], X[te]))
+               for tr, te in masks]
+    return lambda: StanceOOF(texts, topics, stances,
+                             _collect("stance", pending, [te for _, te in masks], np.zeros((len(y), len(STANCES)))))
 
 
-def cross_validate(cfg: TrainConfig, inputs: Inputs) -> CrossValidation:
+def cross_validate(cfg: TrainConfig, inputs: Inputs, pool: FitPool = SERIAL) -> CrossValidation:
     """Out-of-fold topic probabilities, the thresholds chosen on them, the cv_* metrics and the out-of-fold stance
     pairs. Sweep trials score on this alone."""
     train, labels = inputs.train, inputs.labels
     Y = train.topic_matrix(labels)
-    P = oof_topic(cfg, train, inputs.folds, inputs.lexicon, labels)
+    topic = oof_topic(cfg, train, inputs.folds, inputs.lexicon, labels, pool)
+    stance_oof = oof_stance(cfg, train, inputs.folds, inputs.lexicon, labels, pool)  # both submitted, then awaited
+    P = topic()
     thresholds = choose_thresholds(Y, P, cfg.topic.min_threshold)
     metrics = topic_metrics(Y, (P >= thresholds).astype(int), labels, "cv_topic")
     metrics.update({f"threshold_{t}": float(v) for t, v in zip(labels, thresholds)})
-    stance = oof_stance(cfg, train, inputs.folds, inputs.lexicon, labels)
+    stance = stance_oof()
     metrics.update(stance_metrics(stance.gold, np.asarray(STANCES)[stance.proba.argmax(1)], "cv_stance"))
     return CrossValidation(Y, P, thresholds, metrics, stance)
 
@@ -173,12 +186,34 @@ def fit_rollup(cfg: TrainConfig, inputs: Inputs, cv: CrossValidation, rng) -> Ro
     return Rollup(ArticleAggregator(labels=labels).fit(Fa, Ga), metrics)
 
 
-def fit_bundle(cfg, corpus: Corpus, lexicon, labels, thresholds, aggregator, meta) -> Bundle:
-    topic = families.build("topic", cfg.model, lexicon, cfg.seed, labels).fit(corpus.texts, corpus.topic_matrix(labels))
+@dataclass
+class Submitted:
+    """The fits that need no folds, submitted as a run starts: the held-out topic and stance models and the
+    seeds-only baseline (handles: `.result()`)."""
+    topic: object
+    stance: object
+    seeds_only: object | None = None
+
+
+def submit_models(cfg: TrainConfig, corpus: Corpus, lexicon, labels, pool: FitPool = SERIAL) -> tuple:
+    """The topic and stance fits on the whole corpus."""
     texts, topics, stances, _ = corpus.stance_pairs()
-    stance = families.build("stance", stance_model_config(cfg), lexicon, cfg.seed, labels)
-    stance.fit(np.array([texts, topics], dtype=object).T.reshape(-1, 2), np.asarray(stances))
-    return Bundle(topic, stance, labels, thresholds, aggregator, lexicon, meta)
+    return (pool.submit(FitJob("topic", cfg.model, lexicon, cfg.seed, labels, corpus.texts, corpus.topic_matrix(labels))),
+            pool.submit(FitJob("stance", stance_model_config(cfg), lexicon, cfg.seed, labels,
+                               np.array([texts, topics], dtype=object).T.reshape(-1, 2), np.asarray(stances))))
+
+
+def submit_held_out(cfg: TrainConfig, inputs: Inputs, pool: FitPool = SERIAL) -> Submitted:
+    topic, stance = submit_models(cfg, inputs.train, inputs.lexicon, inputs.labels, pool)
+    seeds_only = None if inputs.seeds is None else \
+        pool.submit(seeds_only_loao, cfg, inputs.seeds, inputs.lexicon, inputs.labels)
+    return Submitted(topic, stance, seeds_only)
+
+
+def fit_bundle(cfg, corpus: Corpus, lexicon, labels, thresholds, aggregator, meta, models: tuple | None = None) -> Bundle:
+    """The bundle of the topic and stance models fit on `corpus` (or of `models`, their submitted fits)."""
+    topic, stance = models or submit_models(cfg, corpus, lexicon, labels)
+    return Bundle(topic.result(), stance.result(), labels, thresholds, aggregator, lexicon, meta)
 
 
 def evaluate_on_seeds(bundle: Bundle, seeds: Corpus, seeds_dir: str, labels, prefix: str = "seeds") -> dict:
@@ -217,19 +252,23 @@ def _evaluate_real(bundle: Bundle, real: dict, lexicon, labels) -> dict:
     return metrics
 
 
-def held_out(cfg: TrainConfig, inputs: Inputs, cv: CrossValidation, rollup: Rollup, meta: dict) -> HeldOut:
+def held_out(cfg: TrainConfig, inputs: Inputs, cv: CrossValidation, rollup: Rollup, meta: dict,
+             submitted: Submitted | None = None) -> HeldOut:
     """The model fit on the training passages, measured on what it never saw: seeds, challenge sets, real dev and
-    test articles, and the same real splits through the keyword baseline."""
+    test articles, and the same real splits through the keyword baseline; with the seeds-only baseline.
+    `submitted`: those fits, already started (`submit_held_out`)."""
     from training import robustness
 
     stage("held-out fit on the training passages, evaluation on seeds, challenge sets and real dev/test")
     labels, seeds = inputs.labels, inputs.seeds
-    bundle = fit_bundle(cfg, inputs.train, inputs.lexicon, labels, cv.thresholds, rollup.aggregator, meta)
+    submitted = submitted or submit_held_out(cfg, inputs)
+    bundle = fit_bundle(cfg, inputs.train, inputs.lexicon, labels, cv.thresholds, rollup.aggregator, meta,
+                        (submitted.topic, submitted.stance))
     metrics: dict = {}
     if seeds is not None:
         metrics.update(evaluate_on_seeds(bundle, seeds, cfg.data.seeds_dir, labels))
         metrics.update(robustness.evaluate(bundle, seeds, cfg.data.seeds_dir, seed=cfg.seed))
-        metrics.update(seeds_only_loao(cfg, seeds, inputs.lexicon, labels))
+        metrics.update(submitted.seeds_only.result())
     metrics.update(_evaluate_real(bundle, inputs.real, inputs.lexicon, labels))
     return HeldOut(bundle, metrics)
 

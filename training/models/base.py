@@ -27,7 +27,9 @@ class Family:
     `config` is the pydantic section whose `family` literal is `name`; `trusted` the skops types its fitted
     estimators may hold beyond skops' defaults; `save(estimator, directory)` / `load(directory)` write and read
     the files of `format`, the name models.save records in meta.json (None: one skops file, loaded only with
-    TRUSTED_TYPES); `requirements(model section dict)` the pinned extra pip requirements."""
+    TRUSTED_TYPES); `requirements(model section dict)` the pinned extra pip requirements; `parallel_fits` whether
+    its fits may run at once in spawned processes (training.fits: off for a family whose fits fill a shared cache
+    or use every core themselves)."""
 
     name: str
     config: type[BaseModel]
@@ -38,6 +40,7 @@ class Family:
     format: str = "skops"
     save: Callable | None = None
     load: Callable | None = None
+    parallel_fits: bool = False
 
     def estimator(self, task: str) -> type:
         return self.topic if task == "topic" else self.stance

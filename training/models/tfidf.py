@@ -270,4 +270,4 @@ class TfidfLinearConfig(StrictConfig):
 # Types a fitted estimator of the tf-idf features holds beyond skops' defaults (embedding_linear reuses them).
 FEATURE_TYPES = (qualname(SeenColumns), qualname(LexiconFeatures))
 FAMILY = Family("tfidf_linear", TfidfLinearConfig, TfidfLinearTopic, TfidfLinearStance,
-                trusted=(qualname(TfidfLinearTopic), qualname(TfidfLinearStance)) + FEATURE_TYPES)
+                trusted=(qualname(TfidfLinearTopic), qualname(TfidfLinearStance)) + FEATURE_TYPES, parallel_fits=True)
