@@ -78,7 +78,7 @@ def train_once(factor: int, overrides: list[str], workdir: Path, seed: int, log)
         if m.returncode != 0:
             raise RuntimeError(f"x{factor}: `{' '.join(cmd)}` exited {m.returncode}:\n{m.stderr[-3000:]}")
         metrics = run_metrics(project)
-        log(f"  x{factor:<3} {rows:6} passages: {m.seconds:7.1f} s wall, peak RSS {m.peak_rss_mb or 0:5.0f} MB, "
+        log(f"  x{factor:<3} {rows:6} written passages: {m.seconds:7.1f} s wall, peak RSS {m.peak_rss_mb or 0:5.0f} MB, "
             + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
         return {"wall_seconds": m.seconds, "peak_rss_mb": m.peak_rss_mb, "rows": rows, **metrics}
     finally:
@@ -101,7 +101,8 @@ def render(result: dict) -> str:
              "wall": med(s, "wall_seconds"), "spread": 100 * s["wall_seconds"]["spread"], "fit": med(s, "fit_seconds"),
              "log": med(s, "mlflow_log_seconds"), "rss": med(s, "peak_rss_mb"), "reps": s["repeats"],
              "vs1": med(s, "wall_seconds") / med(result["scales"][0], "wall_seconds")} for s in result["scales"]]
-    text = common.table(rows, [("what", "corpus", ""), ("rows", "passages", "d"), ("wall", "wall s (median)", ".1f"),
+    text = common.table(rows, [("what", "corpus", ""), ("rows", "written passages", "d"),
+                               ("wall", "wall s (median)", ".1f"),
                                ("spread", "spread %", ".0f"), ("fit", "fit_seconds", ".1f"),
                                ("log", "mlflow_log_seconds", ".1f"), ("rss", "peak RSS MB", ".0f"),
                                ("reps", "repeats", "d"), ("vs1", "x time", ".2f")])

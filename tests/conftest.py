@@ -3,6 +3,7 @@ default pipeline trained there once per session (registered as turkey-policy@cha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -33,6 +34,28 @@ os.environ.setdefault("TPC_DATA_DIR", str(SHARED / "data"))
 FAST = ["splits.n_folds=3", "article.composite_articles=150"]
 
 
+@contextlib.contextmanager
+def own_store(directory: Path, store: str = "mlflow.db"):
+    """Run in `directory` with a SQLite MLflow store of its own there (yields its URI), as a user working in that
+    directory would; the working directory, MLFLOW_TRACKING_URI and MLflow's process-wide URIs are put back after."""
+    import mlflow
+
+    old = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    uri = f"sqlite:///{Path(directory) / store}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.chdir(directory)
+    try:
+        yield uri
+    finally:
+        os.chdir(old[0])
+        if old[1] is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old[1]
+        mlflow.set_tracking_uri(old[2])
+        mlflow.set_registry_uri(old[3])
+
+
 def copy_project(dst: Path) -> Path:
     for name in ("configs", "data", "seeds"):
         shutil.copytree(REPO / name, dst / name)
@@ -53,24 +76,14 @@ def trained(project):
     from training.config import load_config, resolve
     from training.train import run
 
-    old_cwd, old_uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(project)
-    try:
+    with own_store(project) as uri:
         cfg = load_config("configs/default.yaml", FAST)
         result = run(cfg, resolve("configs/default.yaml", FAST), "configs/default.yaml")
-    finally:
-        os.chdir(old_cwd)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    try:
+    with pytest.MonkeyPatch.context() as session:  # the session's tests read this store from wherever they run
+        session.setenv("MLFLOW_TRACKING_URI", uri)
         yield {"result": result, "uri": uri, "dir": project, "config": cfg}
-    finally:
-        if old_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
 
 @pytest.fixture(scope="session")

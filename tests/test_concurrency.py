@@ -266,23 +266,15 @@ def test_parallel_sweep_survives_a_killed_trial(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     """One tiny training in a fresh store (registered, not gated): `turkey-policy` v1."""
-    project = make_project(tmp_path_factory.mktemp("tiny"))
-    old = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"))
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(project)
-    try:
-        from training.config import load_config
-        from training.train import run
+    from conftest import own_store
 
+    from training.config import load_config
+    from training.train import run
+
+    project = make_project(tmp_path_factory.mktemp("tiny"))
+    with own_store(project) as uri:
         result = run(load_config("configs/default.yaml", TINY + ["register.promote=false", "register.export_dir=null"]))
-        yield {"dir": project, "uri": uri, "result": result}
-    finally:
-        os.chdir(old[0])
-        if old[1] is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old[1]
+    yield {"dir": project, "uri": uri, "result": result}
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ seed and package versions."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata as md
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import own_store
 
 from training.config import load_config, resolve
 
@@ -40,27 +39,6 @@ def one_blas_thread():
         yield
 
 
-@contextlib.contextmanager
-def isolated(directory: Path, store: str):
-    """Run in `directory` with a SQLite MLflow store of its own; restore the process's MLflow settings after."""
-    import mlflow
-
-    old = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    uri = f"sqlite:///{directory / store}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(directory)
-    try:
-        yield uri
-    finally:
-        os.chdir(old[0])
-        if old[1] is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old[1]
-        mlflow.set_tracking_uri(old[2])
-        mlflow.set_registry_uri(old[3])
-
-
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     import mlflow
@@ -73,7 +51,7 @@ def two_runs(tmp_path_factory):
     (d / "configs" / "repro.yaml").write_text(CHILD, encoding="utf-8")
     out = []
     for store in ("first.db", "second.db"):
-        with isolated(d, store) as uri:
+        with own_store(d, store) as uri:
             cfg = load_config("configs/repro.yaml", SET)
             result = run(cfg, resolve("configs/repro.yaml", SET), "configs/repro.yaml")
             client = mlflow.MlflowClient(uri)

@@ -3,14 +3,13 @@ nested trial runs under one parent, the best config logged and trained, and a re
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import own_store
 
 from training.config import ConfigError, load_config, resolve
 from training.search import Dimension, check_space, default_storage, parse_space, run_search, study_name
@@ -30,27 +29,6 @@ def one_blas_thread():
 
     with threadpool_limits(1):
         yield
-
-
-@contextlib.contextmanager
-def isolated(directory: Path):
-    """Run in `directory` with its own SQLite MLflow store; restore the process's MLflow settings afterwards."""
-    import mlflow
-
-    old = (os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    uri = f"sqlite:///{directory / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.chdir(directory)
-    try:
-        yield uri
-    finally:
-        os.chdir(old[0])
-        if old[1] is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old[1]
-        mlflow.set_tracking_uri(old[2])
-        mlflow.set_registry_uri(old[3])
 
 
 # -- the space syntax -------------------------------------------------------------------------------------------
@@ -124,7 +102,7 @@ def sweep(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
     for name in ("configs", "data", "seeds"):
         shutil.copytree(REPO / name, d / name)
-    with isolated(d) as uri:
+    with own_store(d) as uri:
         cfg = load_config("configs/sweep.yaml", QUICK)
         first = run_search(cfg, 2, resolve("configs/sweep.yaml", QUICK), "configs/sweep.yaml")
         # what the first command logged on the parent (the rerun below logs its own best there)
