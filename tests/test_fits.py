@@ -51,6 +51,21 @@ def test_jobs_run_in_other_processes_that_share_hashing_within_a_run():
     assert _memos_active() == (False, False)  # this process's scoring memos stay per call
 
 
+def test_a_script_without_a_main_guard_can_run_fits_in_processes(tmp_path):
+    """Workers do not re-run the calling script (multiprocessing's spawn would, and fail in a script that trains at
+    its top level, as a quick experiment script does)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "experiment.py"
+    script.write_text("import os\nfrom training.fits import FitPool\nprint('started', flush=True)\n"
+                      "with FitPool(2) as pool:\n    pids = {pool.submit(os.getpid).result() for _ in range(4)}\n"
+                      "print(os.getpid() not in pids)\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["started", "True"]  # the script ran once, its jobs elsewhere
+
+
 def test_one_job_runs_here_when_asked_and_in_the_order_asked():
     ran = []
     with FitPool(1) as pool:

@@ -27,8 +27,11 @@ def big_input(tmp_path_factory, trained):
 def _tpc(args: list[str], cwd: Path, uri: str) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     # Own process group: the kill reaches the worker processes too, as a real `kill -9` of a job would.
+    # Ctrl-C's default action back in the child, as in a terminal: a test run started in the background (nohup,
+    # `cmd &` in a script) ignores SIGINT, and a child would inherit that and never see the Ctrl-C test's signal.
     return subprocess.Popen([sys.executable, "-m", "training.cli", "score", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _kill_mid_file(out: Path, proc: subprocess.Popen, min_rows: int, timeout: float = 240) -> int:

@@ -2,19 +2,20 @@
 
 Each cross-validation fold's topic and stance models and the held-out models share nothing but their inputs, and
 on the default config they were two thirds of `tpc train`'s time on one core (72 of 128 s under cProfile).
-`FitPool(jobs)` runs them in `jobs` spawned processes (one BLAS thread each); with one job, or a family that keeps
-`parallel_fits` off (an encoder that fills its cache, torch), each job runs in this process when its result is
-first asked for, in the order asked, so a serial run is the same run as before. A job returns what its caller
-needs and nothing more: the out-of-fold probabilities, or the fitted estimator.
+`FitPool(jobs)` runs them in `jobs` worker processes with one BLAS thread each. They are loky's (shipped in
+joblib, a scikit-learn dependency): fresh interpreters like `spawn`, but they do not re-run the caller's script,
+so `train.run` works from a script without a `__main__` guard, and they can be killed at once. With one job, or a
+family that keeps `parallel_fits` off (an encoder that fills its cache, torch), each job runs in this process when
+its result is first asked for, in the order asked, so a serial run is the same run as before. A job returns what
+its caller needs and nothing more: the out-of-fold probabilities, or the fitted estimator.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 from training import models as families
 
@@ -89,29 +90,26 @@ class FitPool:
 
     def __init__(self, jobs: int = 1):
         self.jobs = available_cores() if jobs == 0 else jobs
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor = None
 
     def __enter__(self) -> "FitPool":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        if exc_type is not None:
-            # An error or Ctrl-C: stop the fits now rather than let each worker finish its current one (Python 3.11's
-            # executor has no public way to; `terminate_workers` came in 3.14).
-            for process in list((getattr(executor, "_processes", None) or {}).values()):
-                process.terminate()
-        executor.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        if executor is not None:
+            # An error or Ctrl-C stops the fits now rather than letting each worker finish its current one.
+            executor.shutdown(wait=exc_type is None, kill_workers=exc_type is not None)
 
     def submit(self, fn, *args):
         """A handle whose `result()` is `fn(*args)` (or raises its error)."""
         if self.jobs <= 1:
             return _Deferred(fn, args)
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"),
-                                                 initializer=_start_worker)
+            from joblib.externals.loky.backend.context import get_context
+            from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+            self._executor = ProcessPoolExecutor(self.jobs, context=get_context("loky"), initializer=_start_worker)
         return self._executor.submit(fn, *args)
 
 
