@@ -103,14 +103,3 @@ def _restore_mlflow_uris():
     yield
     mlflow.set_tracking_uri(before[0])
     mlflow.set_registry_uri(before[1])
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under `-n 2 --dist loadgroup`: every file that touches the shared session store (the `trained` fixture) runs
-    in one worker, in collection order, as in a serial run (their tests register versions and move @champion in
-    that store); every other file is a group of its own, whole in one worker."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    shared = {item.path for item in items if "trained" in getattr(item, "fixturenames", ())}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group("trained-store" if item.path in shared else item.path.name))

@@ -327,14 +327,8 @@ def check(records: list[dict]) -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="module")
-def doc_runs():
-    """Every doc, in order (README.md, then docs/*.md), in one scratch project; results per doc. The scratch folder
-    is its own (not pytest's numbered temporary folders, which another pytest session of the same user may clean up
-    during these minutes)."""
-    import tempfile
-
-    scratch = Path(tempfile.mkdtemp(prefix="tpc-docs-test-"))
+def run_docs(scratch: Path) -> dict:
+    """Every doc, in order (README.md, then docs/*.md), in one scratch project; results per doc."""
     before = sorted(p.name for p in REPO.iterdir())
     project = small_project(scratch / "project")
     out, times = {}, {}
@@ -353,13 +347,21 @@ def doc_runs():
             if t0.exists() and r["rc"].exists():
                 seconds = r["rc"].stat().st_mtime - float(t0.read_text())
                 print(f"  {seconds:6.1f} s  {r['block'].where}  {r['command'].splitlines()[0][:90]}")
-    yield out
-    shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("doc", [d.name for d in DOCS])
-def test_every_documented_command_does_what_the_doc_says(doc_runs, doc):
-    problems = check(doc_runs[doc])
-    assert not problems, "\n\n".join(problems)
-    assert doc_runs["repository untouched"], "the docs' commands wrote into the repository, not the scratch copy"
+def test_every_documented_command_does_what_the_doc_says():
+    """One test for all docs (they run in order in one project: later docs use what earlier ones made), so their
+    minutes of commands run once, whichever test process takes it. The scratch folder is its own (not pytest's
+    numbered temporary folders, which another pytest session of the same user may clean up during these minutes)."""
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="tpc-docs-test-"))
+    try:
+        runs = run_docs(scratch)
+        problems = [f"[{doc.name}] {p}" for doc in DOCS for p in check(runs[doc.name])]
+        assert not problems, "\n\n".join(problems)
+        assert runs["repository untouched"], "the docs' commands wrote into the repository, not the scratch copy"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

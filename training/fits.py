@@ -77,7 +77,7 @@ def available_cores() -> int:
 
 
 def parallel_family(*model_sections) -> bool:
-    """True when every family involved fits independently in a spawned process (see `Family.parallel_fits`)."""
+    """True when every family involved fits independently in a worker process (see `Family.parallel_fits`)."""
     return all(families.FAMILIES[m.family].parallel_fits for m in model_sections)
 
 
