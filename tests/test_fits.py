@@ -22,10 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL_TFIDF = TfidfLinearConfig(char_ngrams=None)
 
 
-def _pid() -> int:
-    return os.getpid()
-
-
 def _memos_active() -> tuple[bool, bool]:
     from training.lexicon import _COUNT_MEMO
     from training.models.tfidf import _HASH_MEMO
@@ -45,7 +41,7 @@ def written():
 
 def test_jobs_run_in_other_processes_that_share_hashing_within_a_run():
     with FitPool(2) as pool:
-        pids = {pool.submit(_pid).result() for _ in range(4)}
+        pids = {pool.submit(os.getpid).result() for _ in range(4)}
         assert os.getpid() not in pids and 1 <= len(pids) <= 2
         assert pool.submit(_memos_active).result() == (True, True)
     assert _memos_active() == (False, False)  # this process's scoring memos stay per call

@@ -42,6 +42,14 @@ class LockTimeout(ConcurrencyError):
     """A lock (file or registry) stayed held by another process for longer than we wait."""
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def sqlite_path(uri: str | None) -> Path | None:
     """The database file of a `sqlite:///` URI (None for anything else, and for an in-memory database)."""
     if not uri or not uri.startswith("sqlite:///"):

@@ -13,11 +13,11 @@ its caller needs and nothing more: the out-of-fold probabilities, or the fitted 
 from __future__ import annotations
 
 import contextlib
-import os
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 from training import models as families
+from training.concurrency import available_cores
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,6 @@ def _start_worker() -> None:
     # its cues counted once, for the life of the process (a run's pool lives until its held-out model is back).
     _WORKER_MEMOS.enter_context(shared_hashing())
     _WORKER_MEMOS.enter_context(shared_counts())
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def parallel_family(*model_sections) -> bool:

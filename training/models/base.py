@@ -28,7 +28,7 @@ class Family:
     estimators may hold beyond skops' defaults; `save(estimator, directory)` / `load(directory)` write and read
     the files of `format`, the name models.save records in meta.json (None: one skops file, loaded only with
     TRUSTED_TYPES); `requirements(model section dict)` the pinned extra pip requirements; `parallel_fits` whether
-    its fits may run at once in spawned processes (training.fits: off for a family whose fits fill a shared cache
+    its fits may run at once in worker processes (training.fits: off for a family whose fits fill a shared cache
     or use every core themselves)."""
 
     name: str
