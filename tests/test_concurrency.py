@@ -10,6 +10,7 @@ the version with the best gate metric, with the gate's reason on it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -228,6 +229,9 @@ def test_parallel_sweep_survives_a_killed_trial(tmp_path):
     space = 'search.space={"model.C": [0.5, 8, "log"], "model.min_df": [1, 3, "int"]}'
     sweep = start(["train", "configs/sweep.yaml", "--trials", "4", "--jobs", "2",
                    *sets(TINY + ["register.export_dir=null", space])], project)
+    # This process reads the store while the sweep creates it: it takes the store's lock as tpc does, or its own
+    # MlflowClient would build the schema at the same moment and one of the two migrations would fail.
+    concurrency.prepare_sqlite_store(uri, None)
     client, victim = MlflowClient(uri, uri), None
     deadline = time.monotonic() + 300
     while victim is None:  # kill the worker process of the first trial seen running
@@ -299,6 +303,63 @@ def _fail_writes(engine, statement_prefix: str, times: int, error: BaseException
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", before)
     return lambda: sqlalchemy.event.remove(engine, "before_cursor_execute", before)
+
+
+def _schema_built_by_another_program(monkeypatch, uri: str, finishes: bool):
+    """The first migration this process runs loses to another program's: that program builds the schema (or dies
+    mid-way, leaving alembic's scratch copy of a table), then ours fails as alembic does when the revision moved."""
+    import alembic.util
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+
+    real, calls = db_utils._upgrade_db, []
+
+    def upgrade(engine):
+        calls.append(engine.url)
+        if len(calls) == 1:
+            if finishes:
+                real(sqlalchemy.create_engine(uri))
+            with contextlib.closing(sqlite3.connect(concurrency.sqlite_path(uri))) as con:
+                con.execute("CREATE TABLE _alembic_tmp_metrics (key TEXT)")
+                con.commit()
+            raise alembic.util.CommandError("Online migration expected to match one row when updating 'a' to 'b' "
+                                            "in 'alembic_version'; 0 found")
+        return real(engine)
+
+    monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
+    monkeypatch.setattr(concurrency, "SCHEMA_QUIET_S", 0.3)
+    return calls
+
+
+@pytest.mark.parametrize("finishes", [True, False], ids=["it-finishes", "it-dies-midway"])
+def test_a_store_built_at_once_by_another_program_is_opened(tmp_path, monkeypatch, caplog, finishes):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    calls = _schema_built_by_another_program(monkeypatch, uri, finishes)
+    with caplog.at_level(logging.WARNING, "training.concurrency"):
+        concurrency.prepare_sqlite_store(uri, "exp", settle_s=30)
+    client = MlflowClient(uri, uri)
+    assert client.get_experiment_by_name("exp") is not None
+    client.create_registered_model("after-the-race")  # the registry's tables are there too
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not [t for t in tables if t.startswith("_alembic_tmp_")]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "building its schema failed (CommandError: Online migration expected" in messages
+    assert "dropped _alembic_tmp_metrics, left by a migration that did not finish" in messages
+    assert len(calls) == (1 if finishes else 2)  # a finished schema is used as it is; a half-built one, migrated
+
+
+def test_a_store_that_never_opens_raises_its_own_error(tmp_path, monkeypatch):
+    import alembic.util
+    from mlflow.store.db import utils as db_utils
+
+    def upgrade(engine):
+        raise alembic.util.CommandError("injected: this schema cannot be built")
+
+    monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
+    monkeypatch.setattr(concurrency, "SCHEMA_QUIET_S", 0.1)
+    with pytest.raises(alembic.util.CommandError, match="injected: this schema cannot be built"):
+        concurrency.prepare_sqlite_store(f"sqlite:///{tmp_path / 'mlflow.db'}", "exp", settle_s=5)
 
 
 def test_a_locked_store_is_retried_then_reported(in_store, monkeypatch, caplog):

@@ -31,6 +31,9 @@ log = logging.getLogger("training.concurrency")
 # check-then-insert writes losing to a concurrent writer of the same row (the retry finds the row and updates it).
 LOCKED_ATTEMPTS, LOCKED_BACKOFF_S, LOCKED_MAX_SLEEP_S = 6, 1.0, 30.0
 CONFLICT_ATTEMPTS = 4
+# Opening a store whose schema another program was building at the same moment: tries, and how long its schema must
+# stay unchanged before we take over (a whole migration of a new store takes about 3 s here, each step far less).
+SCHEMA_ATTEMPTS, SCHEMA_QUIET_S = 3, 2.0
 
 
 class ConcurrencyError(TPCError, RuntimeError):
@@ -260,19 +263,77 @@ def _migrate_if_needed(uri: str, db: Path) -> None:
         engine.dispose()
 
 
-def prepare_sqlite_store(uri: str, experiment: str | None, timeout: float = 300.0) -> None:
+def _open_store(uri: str, db: Path):
+    from mlflow import MlflowClient
+
+    _migrate_if_needed(uri, db)
+    client = MlflowClient(uri, uri)
+    client._tracking_client.store  # builds the schema when the file is new
+    client._get_registry_client().store
+    return client
+
+
+def _wait_while_schema_moves(uri: str, quiet_s: float, within_s: float) -> None:
+    """Return once the store's schema (its revision and tables) has not changed for `quiet_s`, or after `within_s`:
+    another program building it has then finished or given up."""
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+
+    engine = sqlalchemy.create_engine(uri)
+    deadline, seen, since = time.monotonic() + within_s, None, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            try:
+                tables = tuple(sorted(sqlalchemy.inspect(engine).get_table_names()))
+                state = (db_utils._get_schema_version(engine), tables)
+            except sqlalchemy.exc.OperationalError:  # the other program holds the write lock: still moving
+                state = object()
+            if state != seen:
+                seen, since = state, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def _drop_batch_scratch_tables(db: Path) -> None:
+    """Alembic migrates a SQLite table by copying it into `_alembic_tmp_NAME`; a migration that died mid-copy leaves
+    that table behind, and every later migration of NAME fails on it."""
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        names = [row[0] for row in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB '_alembic_tmp_*'")]
+        for name in names:
+            con.execute(f'DROP TABLE "{name}"')
+        con.commit()
+    if names:
+        log.warning("MLflow store %s: dropped %s, left by a migration that did not finish", db, ", ".join(names))
+
+
+def prepare_sqlite_store(uri: str, experiment: str | None, timeout: float = 300.0, settle_s: float = 60.0) -> None:
     """Create (or migrate) the store at `uri`, switch it to WAL journaling and create `experiment`, all under the
-    file lock beside it, so that processes starting together never build the schema twice."""
+    file lock beside it, so that processes starting together never build the schema twice. A program that builds
+    the schema without the lock at the same moment makes one of the two migrations fail: the store is then opened
+    again once its schema has stopped changing (waiting at most `settle_s`)."""
     db = sqlite_path(uri)
     if db is None:
         return
-    from mlflow import MlflowClient
-
     with file_lock(lock_path(db), timeout, f"creating the MLflow store {db}"):
-        _migrate_if_needed(uri, db)
-        client = MlflowClient(uri, uri)
-        client._tracking_client.store  # builds the schema when the file is new
-        client._get_registry_client().store
+        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+            try:
+                client = _open_store(uri, db)
+                break
+            except Exception as exc:
+                # A program that does not take this lock (an `mlflow ui`, a script's MlflowClient) built or upgraded
+                # the schema at the same moment and one of the two migrations lost: once it has finished or given
+                # up, open (or finish migrating) what it left.
+                if attempt == SCHEMA_ATTEMPTS:
+                    raise
+                log.warning("MLflow store %s: building its schema failed (%s: %s), perhaps against another program "
+                            "building it at the same time; trying again once the schema stops changing", db,
+                            type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
+                _wait_while_schema_moves(uri, quiet_s=SCHEMA_QUIET_S, within_s=settle_s)
+                _drop_batch_scratch_tables(db)
         try:
             with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
                 # Readers no longer block the writer (and the writer no longer waits for readers): the setting that
